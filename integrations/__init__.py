@@ -1,0 +1,1 @@
+"""Adapters that plug specrl-sglang into RL trainers (OpenRLHF)."""

@@ -1,0 +1,3 @@
+"""SPEC-RL speculative rollouts on SGLang."""
+
+__version__ = "0.1.0"
