@@ -1,0 +1,62 @@
+"""Configuration of the SGLang engine that serves verify and continuation requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Profile = Literal["cpu", "gpu"]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to start `sglang.Engine`.
+
+    `profile="cpu"` is the dev/CI recipe measured in PLATFORM.md (torch_native attention, pytorch
+    sampling, no CUDA graphs, float32); `profile="gpu"` leaves SGLang's own GPU defaults alone.
+    `extra` is passed to `sglang.Engine` verbatim and wins over the profile's values.
+    """
+
+    model_path: str
+    profile: Profile = "cpu"
+    dtype: str = "float32"
+    random_seed: int = 0
+    max_total_tokens: int | None = 65536
+    page_size: int = 1
+    mem_fraction_static: float | None = None
+    log_level: str = "error"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.profile not in ("cpu", "gpu"):
+            raise ValueError(f"profile must be 'cpu' or 'gpu', got {self.profile!r}")
+        if self.page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {self.page_size}")
+        if self.max_total_tokens is not None and self.max_total_tokens < 256:
+            raise ValueError(f"max_total_tokens must be >= 256, got {self.max_total_tokens}")
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `sglang.Engine(**kwargs)`."""
+        kwargs: dict[str, Any] = {
+            "model_path": self.model_path,
+            "dtype": self.dtype,
+            "random_seed": self.random_seed,
+            "page_size": self.page_size,
+            "skip_tokenizer_init": True,
+            "log_level": self.log_level,
+        }
+        if self.max_total_tokens is not None:
+            kwargs["max_total_tokens"] = self.max_total_tokens
+        if self.profile == "cpu":
+            kwargs.update(
+                device="cpu",
+                attention_backend="torch_native",
+                sampling_backend="pytorch",
+                disable_cuda_graph=True,
+                mem_fraction_static=self.mem_fraction_static or 0.05,
+                skip_server_warmup=True,
+            )
+        elif self.mem_fraction_static is not None:
+            kwargs["mem_fraction_static"] = self.mem_fraction_static
+        kwargs.update(self.extra)
+        return kwargs
