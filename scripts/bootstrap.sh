@@ -9,7 +9,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${SPECRL_VENV:-$root/.venv}"
 stamp="$venv/.specrl-stamp"
-want="$(cat "$root"/requirements/cpu-lock.txt "$root"/requirements/cpu-nodeps.txt "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$root"/requirements/*.txt "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -33,8 +33,11 @@ pip_install() {
   set -e
   return "$rc"
 }
-pip_install -r "$root/requirements/cpu-lock.txt"
-pip_install -r "$root/requirements/cpu-nodeps.txt"
+# cpu-lock.txt: the SGLang CPU stack; openrlhf-lock.txt: OpenRLHF + Ray + DeepSpeed for integrations/;
+# cpu-nodeps.txt: packages whose own dependency pins would drag in CUDA builds or conflict.
+for req in cpu-lock.txt openrlhf-lock.txt cpu-nodeps.txt; do
+  if [ -f "$root/requirements/$req" ]; then pip_install -r "$root/requirements/$req"; fi
+done
 pip_install --no-build-isolation -e "$root"
 "$venv/bin/python" -c "import torch, torchvision, sglang, radix_cache, specrl_sglang" \
   || { echo "bootstrap: the installed stack does not import; see the pip output above" >&2; exit 1; }

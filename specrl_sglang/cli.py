@@ -12,7 +12,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="specrl-sglang",
         description="Speculative rollouts (SPEC-RL) for on-policy RL on SGLang.",
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from specrl_sglang.demo import main as demo_main
+
+    demo_main.add_parser(subparsers)
     return parser
 
 

@@ -166,7 +166,7 @@ class RolloutEngine:
     # ------------------------------------------------------------------ weights and cache
     def update_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> int:
         """Load new weights (a full or partial state dict) and flush all KV; returns the new version."""
-        named = list(named_tensors)
+        named = [(name, t.detach() if hasattr(t, "detach") else t) for name, t in named_tensors]
         if not named:
             raise ValueError("update_weights: no tensors given")
         with self._lock:

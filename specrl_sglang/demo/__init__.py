@@ -1,0 +1,1 @@
+"""The embedded RL demo: GRPO on a verifiable string task with vanilla vs. speculative rollouts."""

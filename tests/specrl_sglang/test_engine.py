@@ -1,0 +1,92 @@
+"""RolloutEngine on a real CPU sglang.Engine: log-probs, KV reuse, weight updates, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from specrl_sglang.engine import RolloutEngine
+from specrl_sglang.engine_config import EngineConfig
+from specrl_sglang.sampling import SamplingConfig
+
+PROMPT = np.array([5, 9, 13, 17, 21, 25, 29, 33, 37, 41], dtype=np.int32)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_path):
+    with RolloutEngine(EngineConfig(model_path=tiny_model_path, max_total_tokens=8192)) as eng:
+        yield eng
+
+
+def hf_logprobs(model_path, state_dict, prompt, response):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    if state_dict is not None:
+        model.load_state_dict(state_dict, strict=False)
+        model.tie_weights()
+    ids = torch.tensor([np.concatenate([prompt, response]).tolist()])
+    with torch.no_grad():
+        lp = torch.log_softmax(model(ids).logits[0].float(), -1)
+    return lp[len(prompt) - 1 : -1].gather(-1, ids[0, len(prompt) :, None])[:, 0].numpy()
+
+
+def test_smoke_generate_then_extension_hits_the_radix_cache(engine):
+    first = engine.generate([PROMPT], [12], SamplingConfig())[0]
+    assert 1 <= len(first.token_ids) <= 12 and first.finish_reason in ("stop", "length")
+    extended = np.concatenate([PROMPT, first.token_ids, [7]])
+    second = engine.generate([extended], [4], SamplingConfig())[0]
+    assert second.cached_tokens > 0
+
+
+def test_verify_log_probs_match_transformers_and_sampling_log_probs(engine, tiny_model_path):
+    engine.flush_cache()
+    out = engine.generate([PROMPT], [16], SamplingConfig(ignore_eos=True))[0]
+    verified = engine.verify([PROMPT], [out.token_ids])[0]
+    np.testing.assert_allclose(verified.logprobs, out.logprobs, atol=1e-4)
+    np.testing.assert_allclose(verified.logprobs, hf_logprobs(tiny_model_path, None, PROMPT, out.token_ids), atol=1e-4)
+
+
+def test_continuation_reuses_the_verify_pass_kv(engine):
+    engine.flush_cache()
+    draft = engine.generate([PROMPT], [20], SamplingConfig(ignore_eos=True))[0].token_ids
+    engine.flush_cache()
+    engine.verify([PROMPT] * 4, [draft] * 4)
+    cuts = [0, 3, 11, 19]
+    outs = engine.generate([np.concatenate([PROMPT, draft[:k]]) for k in cuts], [4] * 4, SamplingConfig())
+    assert [o.cached_tokens for o in outs] == [len(PROMPT) + k - 1 for k in cuts]
+
+
+def test_weight_update_flushes_kv_and_changes_log_probs(engine, tiny_model_path):
+    engine.flush_cache()
+    draft = engine.generate([PROMPT], [16], SamplingConfig(ignore_eos=True))[0].token_ids
+    before = engine.verify([PROMPT], [draft])[0].logprobs
+    version = engine.policy_version
+    gen = torch.Generator().manual_seed(0)
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+    new_sd = {k: v + 0.05 * torch.randn(v.shape, generator=gen) for k, v in base.named_parameters()}
+    assert engine.update_weights(new_sd.items()) == version + 1
+    stale = engine.generate([np.concatenate([PROMPT, draft])], [2], SamplingConfig())[0]
+    assert stale.cached_tokens == 0  # no KV of the old weights survived
+    after = engine.verify([PROMPT], [draft])[0].logprobs
+    assert np.abs(after - before).max() > 1e-2
+    np.testing.assert_allclose(after, hf_logprobs(tiny_model_path, new_sd, PROMPT, draft), atol=1e-4)
+    engine.update_weights(list(base.named_parameters()))  # restore for other tests
+
+
+def test_bad_input_gets_clear_errors(engine):
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        engine.verify([PROMPT], [[engine.vocab_size + 5]])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        engine.generate([[-1, 3]], [4], SamplingConfig())
+    with pytest.raises(ValueError, match="context length"):
+        engine.generate([PROMPT], [engine.context_len], SamplingConfig())
+    with pytest.raises(ValueError, match="integer token ids"):
+        engine.generate([[1.5, 2.0]], [4], SamplingConfig())
+    with pytest.raises(ValueError, match="non-empty"):
+        engine.verify([PROMPT], [[]])
+    with pytest.raises(ValueError, match="no tensors"):
+        engine.update_weights([])
+    # the engine still serves requests afterwards
+    assert len(engine.generate([PROMPT], [2], SamplingConfig())[0].token_ids) >= 1
