@@ -27,7 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from radix_cache.trajectory_store import Response, TrajectoryStore
+from radix_cache.responses import Response
+from radix_cache.trajectory_store import TrajectoryStore
 from specrl_sglang.acceptance import acceptance_rng, accepted_lens, check_lenience
 from specrl_sglang.engine import RolloutEngine
 from specrl_sglang.rollout_types import RolloutRequest, Sample

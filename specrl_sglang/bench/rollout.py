@@ -1,0 +1,148 @@
+"""`specrl-sglang bench rollout`: vanilla vs. speculative rollouts, side by side, same weights.
+
+For every training step both arms roll out the same prompts under the same policy weights on the
+same engine: first vanilla (no drafts), then - after a KV flush, so the speculative arm gets no
+help from the vanilla arm's cache - SPEC-RL with drafts from its own store. The speculative arm's
+samples then train the policy with one GRPO step (the demo's trainer), and the new weights are
+pushed for the next step: the weight sequence is that of a real SPEC-RL training run. Times
+include the verify pass. Epoch 0 has no drafts; figures are reported over all epochs and over
+epochs >= 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from specrl_sglang.demo.config import MODEL_SIZES, DemoConfig
+
+
+def add_parser(subparsers) -> None:
+    d = DemoConfig(epochs=3)
+    p = subparsers.add_parser("rollout", help="vanilla vs. SPEC-RL rollout time on the demo task")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--num-prompts", type=int, default=d.num_prompts)
+    p.add_argument("--prompts-per-step", type=int, default=d.prompts_per_step)
+    p.add_argument("--samples", type=int, default=d.samples_per_prompt)
+    p.add_argument("--max-response-len", type=int, default=d.max_response_len)
+    p.add_argument("--lenience", type=float, default=d.lenience)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--model-size", choices=sorted(MODEL_SIZES), default=d.model_size)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--cache-dir", default=d.cache_dir)
+    p.set_defaults(func=_run_cli)
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    config = DemoConfig(
+        epochs=args.epochs,
+        num_prompts=args.num_prompts,
+        prompts_per_step=args.prompts_per_step,
+        samples_per_prompt=args.samples,
+        max_response_len=args.max_response_len,
+        lenience=args.lenience,
+        lr=args.lr,
+        model_size=args.model_size,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+    )
+    result = run_rollout_bench(config, log=(lambda m: None) if args.json else print)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key in ("vanilla_s", "spec_s", "speedup", "speedup_after_epoch_0", "tokens_decoded_vanilla",
+                    "tokens_decoded_spec", "full_reuse_ratio", "mean_accepted_len", "kv_hit_ratio"):
+            print(f"{key:>24}: {result[key]}")
+        print(f"{'spec time split':>24}: {result['spec_time_split']}")
+    return 0
+
+
+def _sum(rows: list[dict[str, Any]], key: str) -> float:
+    return float(sum(r[key] for r in rows))
+
+
+def run_rollout_bench(config: DemoConfig, log=print) -> dict[str, Any]:
+    """Run the side-by-side benchmark; returns the figures (see module docstring)."""
+    from radix_cache.trajectory_store import TrajectoryStore
+    from specrl_sglang.demo.grpo import group_advantages, grpo_step
+    from specrl_sglang.demo.policy import Policy
+    from specrl_sglang.demo.task import make_problems, reward
+    from specrl_sglang.demo.warmup import task_config, warm_checkpoint
+    from specrl_sglang.engine import RolloutEngine
+    from specrl_sglang.engine_config import EngineConfig
+    from specrl_sglang.rollout_types import RolloutRequest
+    from specrl_sglang.sampling import SamplingConfig
+    from specrl_sglang.spec_rollout import SpecConfig, SpecRollout
+
+    warm = str(warm_checkpoint(config, log=log))
+    problems = make_problems(task_config(config))
+    policy = Policy(warm, seed=config.seed, lr=config.lr)
+    prompt_ids = {p.prompt_id: policy.encode(p.prompt) for p in problems}
+    sampling = SamplingConfig(temperature=config.temperature)
+    rows: list[dict[str, Any]] = []
+    with RolloutEngine(EngineConfig(model_path=warm, random_seed=config.seed)) as engine:
+        engine.update_weights(policy.named_weights())
+        vanilla = SpecRollout(engine, TrajectoryStore(max_tokens=None), SpecConfig(enabled=False, record=False))
+        spec = SpecRollout(engine, TrajectoryStore(max_tokens=None), SpecConfig(lenience=config.lenience, seed=config.seed))
+        step = 0
+        for epoch in range(config.epochs):
+            order = np.random.default_rng([config.seed, epoch]).permutation(len(problems))
+            for start in range(0, len(order), config.prompts_per_step):
+                batch = [problems[i] for i in order[start : start + config.prompts_per_step]]
+                reqs = [RolloutRequest(p.prompt_id, prompt_ids[p.prompt_id], config.samples_per_prompt) for p in batch]
+                engine.flush_cache()
+                van = vanilla.step(reqs, sampling, config.max_response_len).stats
+                engine.flush_cache()
+                res = spec.step(reqs, sampling, config.max_response_len)
+                st = res.stats
+                rewards = np.array(
+                    [reward(policy.decode(s.token_ids), batch[s.prompt_index].answer, s.finish_reason == "stop")
+                     for s in res.samples], dtype=np.float32)
+                grpo_step(policy, [reqs[s.prompt_index].prompt_ids for s in res.samples], [s.token_ids for s in res.samples],
+                          [s.logprobs for s in res.samples], group_advantages(rewards, config.samples_per_prompt))
+                engine.update_weights(policy.named_weights())
+                rows.append({
+                    "epoch": epoch, "step": step, "vanilla_s": van.total_s, "spec_s": st.total_s,
+                    "verify_s": st.verify_s, "continue_s": st.continue_s, "assemble_s": st.assemble_s,
+                    "decoded_vanilla": van.num_tokens_decoded, "decoded_spec": st.num_tokens_decoded,
+                    "reused": st.num_tokens_reused, "draft_tokens": st.num_draft_tokens,
+                    "num_samples": st.num_samples, "num_full": st.num_fully_reused, "num_with_draft": st.num_with_draft,
+                    "accepted_total": st.mean_accepted_len * st.num_with_draft,
+                    "kv_cached": st.kv_cached_tokens, "kv_expected": st.kv_expected_tokens, "reward": float(rewards.mean()),
+                })
+                log(f"epoch {epoch} step {step}: vanilla {van.total_s:.2f}s spec {st.total_s:.2f}s "
+                    f"(verify {st.verify_s:.2f}s) full-reuse {st.full_reuse_ratio:.2f} reward {rewards.mean():.3f}")
+                step += 1
+    return summarize(rows, config)
+
+
+def summarize(rows: list[dict[str, Any]], config: DemoConfig) -> dict[str, Any]:
+    later = [r for r in rows if r["epoch"] >= 1] or rows
+    drafted = sum(r["num_with_draft"] for r in rows)
+    kv_expected = _sum(rows, "kv_expected")
+    spec_s = _sum(rows, "spec_s")
+    return {
+        "vanilla_s": _sum(rows, "vanilla_s"),
+        "spec_s": spec_s,
+        "speedup": _sum(rows, "vanilla_s") / spec_s,
+        "speedup_after_epoch_0": _sum(later, "vanilla_s") / _sum(later, "spec_s"),
+        "tokens_decoded_vanilla": int(_sum(rows, "decoded_vanilla")),
+        "tokens_decoded_spec": int(_sum(rows, "decoded_spec")),
+        "tokens_reused_spec": int(_sum(rows, "reused")),
+        "full_reuse_ratio": _sum(later, "num_full") / _sum(later, "num_samples"),
+        "mean_accepted_len": _sum(rows, "accepted_total") / drafted if drafted else 0.0,
+        "kv_hit_ratio": _sum(rows, "kv_cached") / kv_expected if kv_expected else math.nan,
+        "spec_time_split": {k: round(_sum(rows, k), 4) for k in ("verify_s", "continue_s", "assemble_s")},
+        "reward_first_epoch": float(np.mean([r["reward"] for r in rows if r["epoch"] == 0])),
+        "reward_last_epoch": float(np.mean([r["reward"] for r in rows if r["epoch"] == config.epochs - 1])),
+        "num_steps": len(rows),
+        "config": dataclasses.asdict(config),
+        "steps": rows,
+    }
