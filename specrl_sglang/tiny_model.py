@@ -29,7 +29,7 @@ _MARKER = "specrl_tiny_model.json"
 class TinyModelSpec:
     """Shape of the tiny policy. Defaults give ~0.2M parameters: fast on a 2-core CPU."""
 
-    vocab_size: int = 256
+    vocab_size: int = 320
     hidden_size: int = 64
     intermediate_size: int = 192
     num_layers: int = 2

@@ -59,7 +59,8 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> Path:
     colors = {"vanilla": "tab:blue", "spec": "tab:orange"}
     for arm, data in report["arms"].items():
         steps = [s["step"] for s in data["steps"]]
-        label = arm if arm == "vanilla" else f"spec (l={report['config']['lenience']:.2f})"
+        lenience = report["config"]["lenience"]  # None when infinite (JSON has no inf)
+        label = arm if arm == "vanilla" else f"spec (l={'inf' if lenience is None else f'{lenience:.2f}'})"
         ax_r.plot(steps, [s["reward"] for s in data["steps"]], marker="o", ms=3, color=colors[arm], label=label)
         ax_t.plot(steps, [s["rollout_s"] for s in data["steps"]], marker="o", ms=3, color=colors[arm], label=label)
     ax_r.set(title="Mean reward per step", xlabel="training step", ylabel="reward")

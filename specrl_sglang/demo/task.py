@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LETTERS = "abcdefghijklmnop"
+LETTERS = "abcdefgh"
 
 
 @dataclass(frozen=True)
 class TaskConfig:
     num_prompts: int = 64
-    min_letters: int = 8
-    max_letters: int = 16
+    min_letters: int = 4
+    max_letters: int = 10
     seed: int = 0
 
     def __post_init__(self) -> None:

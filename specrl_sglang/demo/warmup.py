@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def warm_checkpoint(config: DemoConfig, log=print) -> Path:
     task = task_config(config)
     base = build_tiny_model(Path(config.cache_dir) / f"base-{config.model_size}", corpus(task), config.model_spec)
     key = hashlib.sha1(
-        json.dumps([config.model_size, config.warmup_steps, config.warmup_batch, config.seed, task.max_letters]).encode()
+        json.dumps([asdict(config.model_spec), config.warmup_steps, config.warmup_batch, config.seed, asdict(task), LETTERS]).encode()
     ).hexdigest()[:12]
     out = Path(config.cache_dir) / f"warm-{config.model_size}-{key}"
     if (out / "config.json").exists():
