@@ -78,6 +78,7 @@ class SpecRollout:
     def __init__(self, engine: RolloutEngine, store: TrajectoryStore, config: SpecConfig = SpecConfig()) -> None:
         self.engine, self.store, self.config = engine, store, config
         self.num_steps = 0
+        self.last_num_verify_requests = 0
 
     def step(self, requests: Sequence[RolloutRequest], sampling: SamplingConfig, max_response_len: int) -> RolloutResult:
         """Roll out every request; returns its samples (n per prompt, contiguous) and the step's stats."""
@@ -87,6 +88,7 @@ class SpecRollout:
         self._check_requests(requests, max_response_len)
         slots = [_Slot(req, i) for i, req in enumerate(requests) for _ in range(req.num_samples)]
         locked: list[str] = []
+        self.last_num_verify_requests = 0
         timings = {"verify": 0.0, "continue": 0.0}
         try:
             if self.config.enabled:
@@ -107,6 +109,7 @@ class SpecRollout:
             num_prompts=len(requests),
             policy_version=self.engine.policy_version,
             lenience=self.config.lenience if self.config.enabled else 1.0,
+            num_verify_requests=self.last_num_verify_requests,
             kv_cached_tokens=kv_cached,
             kv_expected_tokens=kv_expected,
             timings=timings,
@@ -154,12 +157,12 @@ class SpecRollout:
         drafted = [s for s in slots if s.draft.shape[0] > 0]
         if drafted:
             t = time.perf_counter()
-            verified = self.engine.verify([s.req.prompt_ids for s in drafted], [s.draft for s in drafted])
+            new_lps = self._verify(drafted)
             timings["verify"] = time.perf_counter() - t
             rng = acceptance_rng(self.config.seed, self.num_steps)
-            cuts = accepted_lens([v.logprobs for v in verified], [s.draft_lp for s in drafted], self.config.lenience, rng)
-            for slot, v, k in zip(drafted, verified, cuts):
-                slot.new_lp, slot.accepted = v.logprobs, int(k)
+            cuts = accepted_lens(new_lps, [s.draft_lp for s in drafted], self.config.lenience, rng)
+            for slot, new_lp, k in zip(drafted, new_lps, cuts):
+                slot.new_lp, slot.accepted = new_lp, int(k)
                 ends = int(slot.draft[-1]) in stops or slot.draft.shape[0] >= max_response_len
                 slot.full = slot.accepted == slot.draft.shape[0] and ends
         todo = [s for s in slots if not s.full]
@@ -182,6 +185,29 @@ class SpecRollout:
                 slot.tokens, slot.logprobs = slot.draft, slot.new_lp
                 slot.reason = "stop" if int(slot.draft[-1]) in stops else "length"
         return kv_cached, kv_expected
+
+    def _verify(self, drafted: list[_Slot]) -> list[np.ndarray]:
+        """log p_new of every draft token, one verify request per distinct draft of a prompt.
+
+        Samples of one prompt often share their whole response (or one is a prefix of another);
+        verifying the longest covers the others, since a token's log-prob depends only on its prefix.
+        Each slot still gets its own acceptance draws.
+        """
+        reps: list[_Slot] = []  # drafts sent to the engine
+        reps_of_prompt: dict[int, list[int]] = {}
+        cover = [0] * len(drafted)  # per drafted slot: index into reps of a draft it is a prefix of
+        for i in sorted(range(len(drafted)), key=lambda i: -drafted[i].draft.shape[0]):
+            draft = drafted[i].draft
+            candidates = reps_of_prompt.setdefault(drafted[i].prompt_index, [])
+            hit = next((r for r in candidates if np.array_equal(reps[r].draft[: draft.shape[0]], draft)), None)
+            if hit is None:
+                hit = len(reps)
+                reps.append(drafted[i])
+                candidates.append(hit)
+            cover[i] = hit
+        verified = self.engine.verify([r.req.prompt_ids for r in reps], [r.draft for r in reps])
+        self.last_num_verify_requests = len(reps)
+        return [verified[r].logprobs[: slot.draft.shape[0]] for slot, r in zip(drafted, cover)]
 
     @staticmethod
     def _assemble(slot: _Slot) -> Sample:

@@ -175,3 +175,22 @@ def test_missing_log_probs_and_context_overflow_are_rejected(engine, fresh_weigh
         TrajectoryStore(max_tokens=None).put(req.prompt_id, req.prompt_ids, [Response(np.array([3, 4], np.int32), None, None)])
     with pytest.raises(ValueError, match="context length"):
         SpecRollout(engine, TrajectoryStore(max_tokens=None)).step([req], SAMPLING, engine.context_len)
+
+
+def test_identical_and_prefix_drafts_share_one_verify_request(engine, fresh_weights):
+    req = RolloutRequest("dedupe", np.arange(10, 22, dtype=np.int32), 4)
+    long = engine.generate([req.prompt_ids], [12], SamplingConfig(ignore_eos=True))[0]
+    other = engine.generate([req.prompt_ids], [6], SamplingConfig(ignore_eos=True))[0]
+    store = TrajectoryStore(max_tokens=None)
+    store.put(req.prompt_id, req.prompt_ids, [
+        Response(long.token_ids, long.logprobs, None),
+        Response(long.token_ids.copy(), long.logprobs.copy(), None),
+        Response(long.token_ids[:5].copy(), long.logprobs[:5].copy(), None),
+        Response(other.token_ids, other.logprobs, None),
+    ])
+    result = SpecRollout(engine, store, SpecConfig(lenience=math.inf)).step([req], SAMPLING, MAX_LEN)
+    unique = 1 if np.array_equal(other.token_ids, long.token_ids[:6]) else 2
+    assert result.stats.num_verify_requests == unique
+    for s in result.samples:  # each slot's re-scored prefix equals a verify of that draft alone
+        alone = engine.verify([req.prompt_ids], [s.token_ids[: s.draft_len]])[0].logprobs
+        np.testing.assert_allclose(s.logprobs[: s.draft_len], alone, atol=1e-5)
