@@ -15,12 +15,13 @@ import argparse
 import dataclasses
 import json
 import math
-import time
+import sys
 from typing import Any
 
 import numpy as np
 
 from specrl_sglang.demo.config import MODEL_SIZES, DemoConfig
+from specrl_sglang.stdout_guard import stdout_to_stderr
 
 
 def add_parser(subparsers) -> None:
@@ -53,9 +54,13 @@ def _run_cli(args: argparse.Namespace) -> int:
         seed=args.seed,
         cache_dir=args.cache_dir,
     )
-    result = run_rollout_bench(config, log=(lambda m: None) if args.json else print)
     if args.json:
-        print(json.dumps(result))
+        with stdout_to_stderr():  # SGLang and its subprocesses log to stdout
+            result = run_rollout_bench(config, log=lambda m: print(m, file=sys.stderr))
+    else:
+        result = run_rollout_bench(config)
+    if args.json:
+        print(json.dumps(result), flush=True)
     else:
         for key in ("vanilla_s", "spec_s", "speedup", "speedup_after_epoch_0", "tokens_decoded_vanilla",
                     "tokens_decoded_spec", "full_reuse_ratio", "mean_accepted_len", "kv_hit_ratio"):
