@@ -4,10 +4,11 @@
 subprocess). Calls are serialised by one lock: a weight update therefore waits for the batch in
 flight to finish and no batch ever runs while weights change (no silent policy mix).
 
-Stale KV: every weight update runs inside SGLang's begin/end weight-update session with
-`flush_cache=True`, then flushes the radix cache once more and checks that the flush succeeded
-before the policy version is bumped. If any step fails, `EngineError` is raised, the version is not
-bumped, and the engine refuses further requests until a successful update (`poisoned`).
+Stale KV: every weight update runs inside SGLang's begin/end weight-update session, then flushes
+the radix cache (waiting for the scheduler to retire the last batch) and checks that the flush
+succeeded before the policy version is bumped; no request can start in between (the lock). If any
+step fails, `EngineError` is raised, the version is not bumped, and the engine refuses further
+requests until a successful update (`poisoned`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import numpy as np
 
 from specrl_sglang.engine_config import EngineConfig
 from specrl_sglang.sampling import SamplingConfig
+
+
+FLUSH_TIMEOUT_S = 60.0
 
 
 class EngineError(RuntimeError):
@@ -173,8 +177,10 @@ class RolloutEngine:
             self.poisoned = True  # until every step below succeeded
             self._expect_ok(self._engine.begin_weight_update(), "begin_weight_update")
             try:
+                # The flush is ours (below): SGLang's in-update flush fails if the scheduler has not yet
+                # retired the last batch, which would leave new weights with old KV.
                 self._expect_ok(
-                    self._engine.update_weights_from_tensor(named_tensors=named, flush_cache=True),
+                    self._engine.update_weights_from_tensor(named_tensors=named, flush_cache=False),
                     "update_weights_from_tensor",
                 )
             finally:
@@ -200,10 +206,13 @@ class RolloutEngine:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        out = self._engine.flush_cache()
-        ok = getattr(out, "success", out if isinstance(out, bool) else True)
-        if not ok:
-            raise EngineError(f"flush_cache failed: {out!r}")
+        # With a timeout SGLang defers the flush until the scheduler is idle (a batch that returned to
+        # us may not be retired yet); without one it refuses at once. No new request can start
+        # meanwhile: we hold the lock.
+        manager = self._engine.tokenizer_manager
+        out = self._engine.loop.run_until_complete(manager.flush_cache(timeout_s=FLUSH_TIMEOUT_S))
+        if not out.success:
+            raise EngineError(f"flush_cache failed: {out.message or 'scheduler not idle'}")
 
     @staticmethod
     def _expect_ok(result: Any, what: str) -> None:

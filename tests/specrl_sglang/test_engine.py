@@ -46,6 +46,13 @@ def test_verify_log_probs_match_transformers_and_sampling_log_probs(engine, tiny
     np.testing.assert_allclose(verified.logprobs, hf_logprobs(tiny_model_path, None, PROMPT, out.token_ids), atol=1e-4)
 
 
+def test_sampled_log_probs_stay_raw_at_other_temperatures(engine):
+    # One convention end to end: decode log-probs are not divided by the temperature.
+    out = engine.generate([PROMPT], [12], SamplingConfig(temperature=0.5, ignore_eos=True))[0]
+    verified = engine.verify([PROMPT], [out.token_ids])[0]
+    np.testing.assert_allclose(out.logprobs, verified.logprobs, atol=1e-4)
+
+
 def test_continuation_reuses_the_verify_pass_kv(engine):
     engine.flush_cache()
     draft = engine.generate([PROMPT], [20], SamplingConfig(ignore_eos=True))[0].token_ids
