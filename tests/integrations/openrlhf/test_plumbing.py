@@ -16,7 +16,7 @@ from integrations.openrlhf.placement import LockedStore, ShardedDraftStore, owne
 from integrations.openrlhf.spec_args import SpecArgError, SpecSettings, split_argv
 from integrations.openrlhf.weight_sync import GlooBroadcastGroup, WeightReceiver
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CPU_OK = ["--vllm.num_engines", "1", "--vllm.sync_backend", "gloo", "--ds.attn_implementation", "eager"]
 
 
