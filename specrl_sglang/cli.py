@@ -16,6 +16,12 @@ def build_parser() -> argparse.ArgumentParser:
     from specrl_sglang.demo import main as demo_main
 
     demo_main.add_parser(subparsers)
+    from specrl_sglang.server import main as serve_main
+
+    serve_main.add_parser(subparsers)
+    from specrl_sglang.inspect import main as stats_main
+
+    stats_main.add_parser(subparsers)
     from specrl_sglang import bench  # its sub-subcommands are listed in bench.BENCH_MODULES
 
     bench.add_parser(subparsers)
