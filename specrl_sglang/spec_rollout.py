@@ -72,6 +72,8 @@ class _Slot:
 class SpecRollout:
     """Runs rollout steps against one engine and one trajectory store.
 
+    `num_steps` counts the steps run; step k draws its acceptance randomness from (seed, k), so a
+    restarted service may set it to continue the stream where it stopped.
     Not thread-safe (one step at a time); the engine itself serialises SGLang calls.
     """
 
