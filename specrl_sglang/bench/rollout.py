@@ -20,40 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from specrl_sglang.demo.config import MODEL_SIZES, DemoConfig
+from specrl_sglang.demo.config import DemoConfig
+from specrl_sglang.demo.main import add_training_args, config_from_args
 from specrl_sglang.stdout_guard import stdout_to_stderr
 
 
 def add_parser(subparsers) -> None:
-    d = DemoConfig(epochs=3)
     p = subparsers.add_parser("rollout", help="vanilla vs. SPEC-RL rollout time on the demo task")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--num-prompts", type=int, default=d.num_prompts)
-    p.add_argument("--prompts-per-step", type=int, default=d.prompts_per_step)
-    p.add_argument("--samples", type=int, default=d.samples_per_prompt)
-    p.add_argument("--max-response-len", type=int, default=d.max_response_len)
-    p.add_argument("--lenience", type=float, default=d.lenience)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--model-size", choices=sorted(MODEL_SIZES), default=d.model_size)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--cache-dir", default=d.cache_dir)
+    add_training_args(p, DemoConfig(epochs=3))
     p.set_defaults(func=_run_cli)
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    config = DemoConfig(
-        epochs=args.epochs,
-        num_prompts=args.num_prompts,
-        prompts_per_step=args.prompts_per_step,
-        samples_per_prompt=args.samples,
-        max_response_len=args.max_response_len,
-        lenience=args.lenience,
-        lr=args.lr,
-        model_size=args.model_size,
-        seed=args.seed,
-        cache_dir=args.cache_dir,
-    )
+    config = config_from_args(args)
     if args.json:
         with stdout_to_stderr():  # SGLang and its subprocesses log to stdout
             result = run_rollout_bench(config, log=lambda m: print(m, file=sys.stderr))

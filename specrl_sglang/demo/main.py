@@ -14,6 +14,14 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("demo", help="run the embedded RL demo (vanilla vs. SPEC-RL arms)")
     d = DemoConfig()
     p.add_argument("--out", default=d.out_dir, help="output directory for report.json and report.png")
+    add_training_args(p, d)
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--arms", default=",".join(d.arms), help="comma-separated subset of vanilla,spec")
+    p.set_defaults(func=run)
+
+
+def add_training_args(p: argparse.ArgumentParser, d: DemoConfig) -> None:
+    """The task/model/RL flags shared by `demo` and `bench rollout` (defaults from `d`)."""
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--num-prompts", type=int, default=d.num_prompts)
     p.add_argument("--prompts-per-step", type=int, default=d.prompts_per_step)
@@ -22,16 +30,22 @@ def add_parser(subparsers) -> None:
     p.add_argument("--lenience", type=float, default=d.lenience, help="l >= 1 (default e^0.5; 'inf' reuses all)")
     p.add_argument("--model-size", choices=sorted(MODEL_SIZES), default=d.model_size)
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--arms", default=",".join(d.arms), help="comma-separated subset of vanilla,spec")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--cache-dir", default=d.cache_dir)
-    p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace) -> DemoConfig:
+    """A DemoConfig from parsed flags; flags a command does not have keep DemoConfig's defaults."""
+    if math.isnan(args.lenience):
+        raise SystemExit("--lenience must be a number >= 1")
+    optional = {}
+    if hasattr(args, "out"):
+        optional["out_dir"] = args.out
+    if hasattr(args, "warmup_steps"):
+        optional["warmup_steps"] = args.warmup_steps
+    if hasattr(args, "arms"):
+        optional["arms"] = tuple(a.strip() for a in args.arms.split(",") if a.strip())
     return DemoConfig(
-        out_dir=args.out,
         cache_dir=args.cache_dir,
         model_size=args.model_size,
         epochs=args.epochs,
@@ -41,9 +55,8 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         max_response_len=args.max_response_len,
         lenience=args.lenience,
         lr=args.lr,
-        warmup_steps=args.warmup_steps,
         seed=args.seed,
-        arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()),
+        **optional,
     )
 
 
@@ -89,7 +102,5 @@ def run_demo(config: DemoConfig, show_progress: bool = True) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    if math.isnan(args.lenience):
-        raise SystemExit("--lenience must be a number >= 1")
     run_demo(config_from_args(args))
     return 0
