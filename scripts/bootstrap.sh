@@ -39,7 +39,10 @@ for req in cpu-lock.txt openrlhf-lock.txt cpu-nodeps.txt; do
   if [ -f "$root/requirements/$req" ]; then pip_install -r "$root/requirements/$req"; fi
 done
 pip_install --no-build-isolation -e "$root"
-"$venv/bin/python" -c "import torch, torchvision, sglang, radix_cache, specrl_sglang, ray, deepspeed, openrlhf.trainer.ray" \
-  || { echo "bootstrap: the installed stack does not import; see the pip output above" >&2; exit 1; }
+if ! check="$("$venv/bin/python" -c "import torch, torchvision, sglang, radix_cache, specrl_sglang, ray, deepspeed, openrlhf.trainer.ray" 2>&1)"; then
+  echo "$check" >&2
+  echo "bootstrap: the installed stack does not import (see above)" >&2
+  exit 1
+fi
 echo "$want" > "$stamp"
 echo "bootstrap: ready ($venv)" >&2
