@@ -27,7 +27,7 @@ _MARKER = "specrl_tiny_model.json"
 
 @dataclass(frozen=True)
 class TinyModelSpec:
-    """Shape of the tiny policy. Defaults give ~0.2M parameters: fast on a 2-core CPU."""
+    """Shape of the tiny policy. Defaults give ~0.1M parameters: fast on a 2-core CPU."""
 
     vocab_size: int = 320
     hidden_size: int = 64

@@ -17,7 +17,9 @@ class Policy:
     def __init__(self, model_path: str, seed: int = 0, lr: float = 3e-4) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # the demo shows its own progress
         torch.manual_seed(seed)
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
