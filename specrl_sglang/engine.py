@@ -72,6 +72,7 @@ class RolloutEngine:
         self.eos_token_ids: tuple[int, ...] = tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos]))
         self.policy_version = 0
         self.poisoned = False
+        self.sleeping = False
         self._lock = threading.Lock()
         self._engine = sglang.Engine(**config.engine_kwargs())
 
@@ -91,6 +92,8 @@ class RolloutEngine:
     def _check_usable(self) -> None:
         if self.poisoned:
             raise EngineError("a weight update failed; the engine serves no requests until a successful update")
+        if self.sleeping:
+            raise EngineError("the engine released its memory (release_memory); call resume_memory() first")
 
     # ------------------------------------------------------------------ requests
     def verify(self, prompts: Sequence[Any], drafts: Sequence[Any]) -> list[VerifyResult]:
@@ -199,6 +202,29 @@ class RolloutEngine:
         self.policy_version += 1
         self.poisoned = False
         return self.policy_version
+
+    def release_memory(self) -> None:
+        """Free the engine's GPU memory (weights and KV) for a colocated trainer.
+
+        Needs `EngineConfig(profile="gpu", enable_memory_saver=True)`. The KV cache is flushed first;
+        requests are refused until `resume_memory()`. A weight update may run while released (as in
+        OpenRLHF's colocated flow: wake, load weights, generate).
+        """
+        if not self.config.enable_memory_saver:
+            raise EngineError("release_memory needs EngineConfig(profile='gpu', enable_memory_saver=True)")
+        with self._lock:
+            self._flush_locked()
+            self._expect_ok(self._engine.release_memory_occupation(), "release_memory_occupation")
+            self.sleeping = True
+
+    def resume_memory(self) -> None:
+        """Re-acquire the memory freed by `release_memory()`; the KV cache starts empty."""
+        if not self.config.enable_memory_saver:
+            raise EngineError("resume_memory needs EngineConfig(profile='gpu', enable_memory_saver=True)")
+        with self._lock:
+            self._expect_ok(self._engine.resume_memory_occupation(), "resume_memory_occupation")
+            self.sleeping = False
+            self._flush_locked()  # released KV pages hold nothing usable
 
     def flush_cache(self) -> None:
         """Drop every cached KV entry (safe only with no request in flight; the lock ensures that)."""

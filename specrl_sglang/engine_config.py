@@ -25,6 +25,7 @@ class EngineConfig:
     page_size: int = 1
     mem_fraction_static: float | None = None
     log_level: str = "error"
+    enable_memory_saver: bool = False  # GPU only: lets release_memory()/resume_memory() free weights + KV
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -34,6 +35,8 @@ class EngineConfig:
             raise ValueError(f"page_size must be >= 1, got {self.page_size}")
         if self.max_total_tokens is not None and self.max_total_tokens < 256:
             raise ValueError(f"max_total_tokens must be >= 256, got {self.max_total_tokens}")
+        if self.enable_memory_saver and self.profile != "gpu":
+            raise ValueError("enable_memory_saver needs profile='gpu' (SGLang's memory saver releases CUDA memory)")
 
     def engine_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `sglang.Engine(**kwargs)`."""
@@ -47,6 +50,8 @@ class EngineConfig:
         }
         if self.max_total_tokens is not None:
             kwargs["max_total_tokens"] = self.max_total_tokens
+        if self.enable_memory_saver:
+            kwargs["enable_memory_saver"] = True
         if self.profile == "cpu":
             kwargs.update(
                 device="cpu",

@@ -57,11 +57,8 @@ def check_combination(argv: Sequence[str], settings: SpecSettings, *, on_cpu: bo
         errors.append("--data.max_images_per_prompt: the backend serves text-only models")
     if a["ds.lora.rank"]:
         errors.append("--ds.lora.rank > 0: LoRA weight sync is not supported (engines load full parameters)")
-    if a["vllm.enable_sleep"]:
-        from specrl_sglang.engine import RolloutEngine
-
-        if not hasattr(RolloutEngine, "release_memory"):
-            errors.append("--vllm.enable_sleep: RolloutEngine cannot release GPU memory yet (no release_memory())")
+    if a["vllm.enable_sleep"] and on_cpu:
+        errors.append("--vllm.enable_sleep needs a GPU (SGLang's memory saver releases CUDA memory)")
     if a["algo.advantage.is_correction_level"] != "off":
         try:
             check_processed_logprobs(SamplingConfig(temperature=a["rollout.temperature"], top_p=a["rollout.top_p"]))

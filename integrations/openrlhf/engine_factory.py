@@ -30,7 +30,14 @@ def resolve_profile(settings: SpecSettings) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def engine_config(settings: SpecSettings, pretrain: str, seed: int, enforce_eager: bool, gpu_memory_utilization: float | None):
+def engine_config(
+    settings: SpecSettings,
+    pretrain: str,
+    seed: int,
+    enforce_eager: bool,
+    gpu_memory_utilization: float | None,
+    enable_sleep: bool = False,
+):
     """EngineConfig for one engine from our settings and OpenRLHF's vLLM arguments."""
     from specrl_sglang.engine_config import EngineConfig
 
@@ -49,6 +56,7 @@ def engine_config(settings: SpecSettings, pretrain: str, seed: int, enforce_eage
         random_seed=seed,
         max_total_tokens=settings.max_total_tokens,
         mem_fraction_static=mem,
+        enable_memory_saver=enable_sleep,
         extra=extra,
     )
 
@@ -105,7 +113,9 @@ class SpecEngineFactory:
                     pretrain,
                     engine_index=i,
                     settings=self.settings,
-                    engine_config=engine_config(self.settings, pretrain, seed + i, enforce_eager, gpu_memory_utilization),
+                    engine_config=engine_config(
+                        self.settings, pretrain, seed + i, enforce_eager, gpu_memory_utilization, vllm_enable_sleep
+                    ),
                     max_model_len=max_model_len,
                     logprobs_mode=logprobs_mode,
                     agent_func_path=agent_func_path,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from specrl_sglang.engine import RolloutEngine
+from specrl_sglang.engine import EngineError, RolloutEngine
 from specrl_sglang.engine_config import EngineConfig
 from specrl_sglang.sampling import SamplingConfig
 
@@ -95,5 +95,9 @@ def test_bad_input_gets_clear_errors(engine):
         engine.verify([PROMPT], [[]])
     with pytest.raises(ValueError, match="no tensors"):
         engine.update_weights([])
+    with pytest.raises(EngineError, match="enable_memory_saver"):
+        engine.release_memory()  # the CPU profile has no memory saver
+    with pytest.raises(ValueError, match="enable_memory_saver needs profile='gpu'"):
+        EngineConfig(model_path="m", enable_memory_saver=True)
     # the engine still serves requests afterwards
     assert len(engine.generate([PROMPT], [2], SamplingConfig())[0].token_ids) >= 1

@@ -55,11 +55,20 @@ def test_bad_flags_get_clear_errors(argv, message):
         (["--vllm.sync_backend", "nccl"], True, "--vllm.sync_backend gloo"),
         (["--ds.attn_implementation", "flash_attention_2"], True, "eager"),
         (["--ds.packing_samples"], True, "GPU only"),
+        (["--vllm.enable_sleep"], True, "enable_sleep needs a GPU"),
     ],
 )
 def test_incompatible_combinations_are_refused(extra, on_cpu, message):
     with pytest.raises(SpecArgError, match=message):
         check_combination(CPU_OK + extra, SpecSettings(), on_cpu=on_cpu)
+
+
+def test_sleep_mode_enables_sglangs_memory_saver_on_gpu():
+    from integrations.openrlhf.engine_factory import engine_config
+
+    gpu = SpecSettings(engine_profile="gpu")
+    assert engine_config(gpu, "m", 0, False, 0.5, enable_sleep=True).engine_kwargs()["enable_memory_saver"] is True
+    assert "enable_memory_saver" not in engine_config(gpu, "m", 0, False, 0.5).engine_kwargs()
 
 
 def test_cpu_resource_count_follows_openrlhf_roles():
