@@ -14,7 +14,9 @@ Flow for a batch of prompts with n samples each:
 Vanilla mode (`SpecConfig(enabled=False)`) goes through the same code with no drafts.
 
 Errors: bad requests and bad drafts raise ValueError before anything is sent to the engine or
-written to the store; the store's locks are released whatever happens.
+written to the store; the store's locks are released whatever happens. A weight update that lands
+between the verify and the continuation (a caller's bug: the engine's lock covers one call, not a
+step) raises EngineError and records nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 from radix_cache.responses import Response
 from radix_cache.trajectory_store import TrajectoryStore
 from specrl_sglang.acceptance import acceptance_rng, accepted_lens, check_lenience
-from specrl_sglang.engine import RolloutEngine
+from specrl_sglang.engine import EngineError, RolloutEngine
 from specrl_sglang.rollout_types import RolloutRequest, Sample
 from specrl_sglang.sampling import SamplingConfig
 from specrl_sglang.step_stats import StepStats, summarize_step
@@ -92,10 +94,16 @@ class SpecRollout:
         locked: list[str] = []
         self.last_num_verify_requests = 0
         timings = {"verify": 0.0, "continue": 0.0}
+        version = self.engine.policy_version
         try:
             if self.config.enabled:
                 self._attach_drafts(requests, slots, max_response_len, locked)
             kv_cached, kv_expected = self._verify_accept_continue(slots, sampling, max_response_len, timings)
+            if self.engine.policy_version != version:  # callers must not update weights mid-step
+                raise EngineError(
+                    f"the policy changed during a rollout step (version {version} -> {self.engine.policy_version}); "
+                    "its samples would mix two policies, so nothing was recorded"
+                )
             samples = [self._assemble(s) for s in slots]
             if self.config.record:
                 self._record(requests, slots)
@@ -109,7 +117,7 @@ class SpecRollout:
         stats = summarize_step(
             samples,
             num_prompts=len(requests),
-            policy_version=self.engine.policy_version,
+            policy_version=version,
             lenience=self.config.lenience if self.config.enabled else 1.0,
             num_verify_requests=self.last_num_verify_requests,
             kv_cached_tokens=kv_cached,

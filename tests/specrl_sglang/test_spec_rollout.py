@@ -194,3 +194,25 @@ def test_identical_and_prefix_drafts_share_one_verify_request(engine, fresh_weig
     for s in result.samples:  # each slot's re-scored prefix equals a verify of that draft alone
         alone = engine.verify([req.prompt_ids], [s.token_ids[: s.draft_len]])[0].logprobs
         np.testing.assert_allclose(s.logprobs[: s.draft_len], alone, atol=1e-5)
+
+
+def test_a_weight_update_inside_a_step_is_detected_and_nothing_is_recorded(engine, fresh_weights, monkeypatch):
+    from specrl_sglang.engine import EngineError
+
+    store = TrajectoryStore(max_tokens=None)
+    rollout = SpecRollout(engine, store, SpecConfig(lenience=1.0))
+    reqs = requests(num_prompts=2, n=2, salt=9)
+    rollout.step(reqs, SAMPLING, MAX_LEN)
+    engine.update_weights(perturbed(fresh_weights, 0.3, seed=3))  # so that some drafts need a continuation
+    before = [_store_state(store, r) for r in reqs]
+    real_generate = engine.generate
+
+    def generate_after_an_update(*args, **kwargs):  # another thread's update, landing mid-step
+        engine.update_weights(perturbed(fresh_weights, 0.3, seed=4))
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "generate", generate_after_an_update)
+    with pytest.raises(EngineError, match="policy changed during a rollout step"):
+        rollout.step(reqs, SAMPLING, MAX_LEN)
+    assert [_store_state(store, r) for r in reqs] == before
+    assert not any(store.is_locked(r.prompt_id) for r in reqs)
