@@ -68,24 +68,8 @@ class RadixCache(TreeRemoval):
         self._clock += 1
         now = self._clock
         ns.last_access_time = now
-        query, step = key.tobytes(), page * TOKEN_BYTES
-        node, offset, query_end, values = ns, 0, len(query), []
-        while offset < query_end:  # offsets count bytes
-            child = node.children.get(query[offset : offset + step])
-            if child is None:
-                break
-            child.last_access_time = now
-            edge = child.key_bytes
-            end = offset + len(edge)
-            if end <= query_end and query[offset:end] == edge:
-                values.append(child.value)
-                node, offset = child, end
-                continue
-            matched = self._match_len(child.key, key, offset // TOKEN_BYTES)
-            offset += matched * TOKEN_BYTES
-            node = self._split(child, matched)
-            values.append(node.value)
-            break
+        values: list[np.ndarray] = []
+        node, offset, _ = self._descend(ns, key, now, values)
         if not values:
             return MatchResult(0, node, empty_value(ns))
         return MatchResult(offset // TOKEN_BYTES, node, np.concatenate(values))
@@ -125,11 +109,31 @@ class RadixCache(TreeRemoval):
         elif ns.value_dtype is None:
             ns.value_dtype = value.dtype
         ns.last_access_time = now
-        query, step = key.tobytes(), page * TOKEN_BYTES
+        node, offset, query = self._descend(ns, key, now, None)
+        prefix_len = offset // TOKEN_BYTES
+        if offset < len(query):
+            self._clock += 1
+            new_node = TreeNode(query[offset:], value[prefix_len:].copy(), node, self._clock)
+            node.children[query[offset : offset + page * TOKEN_BYTES]] = new_node
+            self._evictable_size += len(key) - prefix_len
+            self._evictable_leaves.discard(node)
+            self._evictable_leaves.add(new_node)
+            return InsertResult(prefix_len, new_node)
+        return InsertResult(prefix_len, node)
+
+    def _descend(
+        self, ns: TreeNode, key: np.ndarray, now: int, values: list[np.ndarray] | None
+    ) -> tuple[TreeNode, int, bytes]:
+        """Walk from ``ns`` along ``key`` (page-aligned); return (deepest node, matched bytes, key bytes).
+
+        Mutates: stamps ``now`` on every child it enters and splits the node in which the match
+        ends, so that the returned node ends exactly at the matched prefix. Appends the payload of
+        each node on the matched path to ``values`` when given.
+        """
+        query, step = key.tobytes(), self.page_size * TOKEN_BYTES
         node, offset, query_end = ns, 0, len(query)
         while offset < query_end:  # offsets count bytes
-            child_key = query[offset : offset + step]
-            child = node.children.get(child_key)
+            child = node.children.get(query[offset : offset + step])
             if child is None:
                 break
             child.last_access_time = now
@@ -137,20 +141,15 @@ class RadixCache(TreeRemoval):
             end = offset + len(edge)
             if end <= query_end and query[offset:end] == edge:
                 node, offset = child, end
-                continue
-            matched = self._match_len(child.key, key, offset // TOKEN_BYTES)
-            offset += matched * TOKEN_BYTES
-            node = self._split(child, matched)
-        prefix_len = offset // TOKEN_BYTES
-        if offset < query_end:
-            self._clock += 1
-            new_node = TreeNode(query[offset:], value[prefix_len:].copy(), node, self._clock)
-            node.children[child_key] = new_node
-            self._evictable_size += len(key) - prefix_len
-            self._evictable_leaves.discard(node)
-            self._evictable_leaves.add(new_node)
-            return InsertResult(prefix_len, new_node)
-        return InsertResult(prefix_len, node)
+            else:
+                matched = self._match_len(child.key, key, offset // TOKEN_BYTES)
+                offset += matched * TOKEN_BYTES
+                node = self._split(child, matched)
+            if values is not None:
+                values.append(node.value)
+            if node is not child:  # split: the query goes on with a token no child of ``node`` has
+                break
+        return node, offset, query
 
     def _match_len(self, edge: np.ndarray, key: np.ndarray, start: int) -> int:
         """Tokens of ``edge`` equal to ``key[start:]``, rounded down to whole pages."""
