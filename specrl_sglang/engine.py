@@ -13,9 +13,11 @@ requests until a successful update (`poisoned`).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -41,6 +43,35 @@ class GenerateResult(NamedTuple):
     logprobs: np.ndarray  # float32 [num_new], raw (temperature-1) log-probs of the sampled tokens
     finish_reason: str  # "stop" | "length" | "abort"
     cached_tokens: int  # prefix tokens served from SGLang's radix cache
+
+
+def _detached(named_tensors: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    return [(name, t.detach() if hasattr(t, "detach") else t) for name, t in named_tensors]
+
+
+def checkpoint_param_names(model_path: str, tie_word_embeddings: bool) -> frozenset[str] | None:
+    """Names of the tensors in a safetensors checkpoint (None if it has no safetensors files).
+
+    SGLang silently skips tensors whose names its model does not know; checking names against the
+    checkpoint turns a misnamed update into an error instead of a silent no-op.
+    """
+    root = Path(model_path)
+    index = root / "model.safetensors.index.json"
+    if index.exists():
+        names = set(json.loads(index.read_text())["weight_map"])
+    else:
+        files = sorted(root.glob("*.safetensors"))
+        if not files:
+            return None
+        from safetensors import safe_open
+
+        names = set()
+        for f in files:
+            with safe_open(str(f), framework="pt") as handle:
+                names.update(handle.keys())
+    if tie_word_embeddings:
+        names.add("lm_head.weight")  # tied: not stored, but trainers' state dicts carry it
+    return frozenset(names)
 
 
 def _as_ids(tokens: Any, what: str) -> list[int]:
@@ -70,9 +101,11 @@ class RolloutEngine:
         self.context_len: int = int(getattr(hf_config, "max_position_embeddings", 4096))
         eos = getattr(hf_config, "eos_token_id", None)
         self.eos_token_ids: tuple[int, ...] = tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos]))
+        self.param_names = checkpoint_param_names(config.model_path, bool(getattr(hf_config, "tie_word_embeddings", False)))
         self.policy_version = 0
         self.poisoned = False
         self.sleeping = False
+        self._update_open = False
         self._lock = threading.Lock()
         self._engine = sglang.Engine(**config.engine_kwargs())
 
@@ -173,22 +206,76 @@ class RolloutEngine:
     # ------------------------------------------------------------------ weights and cache
     def update_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> int:
         """Load new weights (a full or partial state dict) and flush all KV; returns the new version."""
-        named = [(name, t.detach() if hasattr(t, "detach") else t) for name, t in named_tensors]
+        named = self._checked_weights(named_tensors, "update_weights")
+        self.begin_weight_update()
+        try:
+            self.load_weights(named)
+        except BaseException:
+            self.abort_weight_update()
+            raise
+        return self.end_weight_update()
+
+    def _checked_weights(self, named_tensors: Iterable[tuple[str, Any]], what: str) -> list[tuple[str, Any]]:
+        named = _detached(named_tensors)
         if not named:
-            raise ValueError("update_weights: no tensors given")
-        with self._lock:
-            self.poisoned = True  # until every step below succeeded
+            raise ValueError(f"{what}: no tensors given")
+        if self.param_names is not None:
+            unknown = [name for name, _ in named if name not in self.param_names]
+            if unknown:
+                raise ValueError(f"{what}: the model has no parameter named {', '.join(map(repr, unknown[:5]))}")
+        return named
+
+    def begin_weight_update(self) -> None:
+        """Open a streaming weight update: `load_weights` any number of times, then `end_weight_update`.
+
+        Holds the engine lock from here until `end_weight_update`/`abort_weight_update` (which may be
+        called from another thread): requests from other threads wait, so no batch ever sees
+        half-loaded weights. Do not send requests from the thread that holds an open update (it
+        would wait on itself). Only one update is open at a time; a trainer can stream parameters
+        one by one without buffering a copy of the weights.
+        """
+        self._lock.acquire()
+        try:
+            self.poisoned = True  # until end_weight_update succeeds
             self._expect_ok(self._engine.begin_weight_update(), "begin_weight_update")
-            try:
-                # The flush is ours (below): SGLang's in-update flush fails if the scheduler has not yet
-                # retired the last batch, which would leave new weights with old KV.
-                self._expect_ok(
-                    self._engine.update_weights_from_tensor(named_tensors=named, flush_cache=False),
-                    "update_weights_from_tensor",
-                )
-            finally:
-                self._expect_ok(self._engine.end_weight_update(), "end_weight_update")
+        except BaseException:
+            self._lock.release()
+            raise
+        self._update_open = True
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
+        """Load (name, tensor) pairs into the open weight update (see `begin_weight_update`)."""
+        if not self._update_open:
+            raise EngineError("load_weights needs an open weight update (begin_weight_update first)")
+        named = self._checked_weights(named_tensors, "load_weights")
+        # The flush is ours (end_weight_update): SGLang's in-update flush fails if the scheduler has
+        # not yet retired the last batch, which would leave new weights with old KV.
+        self._expect_ok(
+            self._engine.update_weights_from_tensor(named_tensors=named, flush_cache=False),
+            "update_weights_from_tensor",
+        )
+
+    def end_weight_update(self) -> int:
+        """Close the open weight update, flush all KV, bump and return the policy version."""
+        if not self._update_open:
+            raise EngineError("end_weight_update without an open weight update")
+        try:
+            self._expect_ok(self._engine.end_weight_update(), "end_weight_update")
             return self._finish_update()
+        finally:
+            self._update_open = False
+            self._lock.release()
+
+    def abort_weight_update(self) -> None:
+        """Close an open weight update after a failure: the engine stays poisoned (it may hold a mix
+        of old and new weights) and refuses requests until a complete update succeeds."""
+        if not self._update_open:
+            return
+        try:
+            self._engine.end_weight_update()
+        finally:
+            self._update_open = False
+            self._lock.release()
 
     def update_weights_from_disk(self, model_path: str) -> int:
         """Load weights from a checkpoint directory (same architecture) and flush all KV."""

@@ -24,6 +24,7 @@ SPEC-RL metrics are added to each response's `extra_logs`, which OpenRLHF turns 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 import contextvars
 import json
 import os
@@ -118,6 +119,7 @@ class SpecRolloutActor:
         self.rollout = SpecRollout(self.engine, self.drafts, spec)
         self.executor = executor if executor is not None else _make_executor(agent_func_path, remote_rm_url)
         self.step_lock = asyncio.Lock()
+        self._weight_round_open = False
         self.batcher = RolloutBatcher(self._run_step, self._engine_thread, self.step_lock, settings.batch_window_s)
         self.receiver = WeightReceiver(device="cuda" if config.profile == "gpu" else "cpu")
         self.step_history: list[dict] = []
@@ -220,21 +222,44 @@ class SpecRolloutActor:
         )
 
     async def update_weight(self, name, dtype, shape, empty_cache=False):
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._sync_thread, self.receiver.receive, name, dtype, shape)
-        if empty_cache:  # OpenRLHF marks the last parameter of a sync round this way
-            return await self._load_buffered_weights()
+        return await self._stream_weight(partial(self.receiver.receive, name, dtype, shape), empty_cache)
 
     async def update_weight_cuda_ipc(self, name, dtype, shape, ipc_handles, empty_cache=False):
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._sync_thread, self.receiver.receive_cuda_ipc, name, dtype, shape, ipc_handles)
-        if empty_cache:
-            return await self._load_buffered_weights()
+        return await self._stream_weight(
+            partial(self.receiver.receive_cuda_ipc, name, dtype, shape, ipc_handles), empty_cache
+        )
 
-    async def _load_buffered_weights(self) -> int:
-        named = self.receiver.take()
-        async with self.step_lock:  # no rollout step spans two policies
-            return await asyncio.get_running_loop().run_in_executor(self._engine_thread, self.engine.update_weights, named)
+    async def _stream_weight(self, receive, last: bool) -> int | None:
+        """Receive one parameter and load it straight into an open engine weight update.
+
+        The first parameter of a round takes `step_lock` and opens the update; OpenRLHF marks the
+        last one with `empty_cache=True`, which closes it (flush + policy version bump) and releases
+        the lock. So no rollout step spans two policies, and no copy of the weights is buffered.
+        On any failure the update is aborted: the engine refuses requests until the next full round.
+        """
+        loop = asyncio.get_running_loop()
+        if not self._weight_round_open:
+            await self.step_lock.acquire()
+            try:
+                await loop.run_in_executor(self._engine_thread, self.engine.begin_weight_update)
+            except BaseException:
+                self.step_lock.release()
+                raise
+            self._weight_round_open = True
+        try:
+            await loop.run_in_executor(self._sync_thread, receive)
+            await loop.run_in_executor(self._engine_thread, self.engine.load_weights, self.receiver.take())
+            if last:
+                return await loop.run_in_executor(self._engine_thread, self.engine.end_weight_update)
+            return None
+        except BaseException:
+            last = True
+            await loop.run_in_executor(self._engine_thread, self.engine.abort_weight_update)
+            raise
+        finally:
+            if last:
+                self._weight_round_open = False
+                self.step_lock.release()
 
     async def reset_prefix_cache(self):
         async with self.step_lock:

@@ -6,14 +6,15 @@ parameter in `named_parameters()` order, the trainer calls `engine.update_weight
 shape, empty_cache=is_last)` on every engine and broadcasts the tensor from rank 0. In colocated
 mode it sends CUDA IPC handles instead (`update_weight_cuda_ipc`).
 
-`WeightReceiver` receives each tensor into a buffer; the last parameter (`empty_cache=True`) hands
-the whole buffer to `RolloutEngine.update_weights`, which loads it in one SGLang weight-update
-session, flushes every cached KV entry and bumps the policy version. So the engine never serves a
-mix of old and new weights, and drafts recorded afterwards carry the new version.
+`WeightReceiver` receives each tensor; the actor (engine_actor.py) loads it at once into an open
+`RolloutEngine` weight update (`begin_weight_update` on a round's first parameter, `load_weights`
+per parameter, `end_weight_update` on the last one, `empty_cache=True`, which flushes every cached
+KV entry and bumps the policy version). No rollout step runs while a round is open, so the engine
+never serves a mix of old and new weights, and drafts recorded afterwards carry the new version.
 Backends: "nccl" (GPU: vLLM's stateless PyNccl group, exactly what OpenRLHF's trainer creates),
 "gloo" (CPU: `GlooBroadcastGroup`, which integrations.openrlhf.cpu_runtime also gives the trainer),
 or Ray collectives when OpenRLHF runs with `--vllm.sync_with_ray`.
-Memory: the buffer holds one full copy of the weights until the last parameter arrives.
+Memory: one parameter at a time (the buffer is taken after every receive), not a copy of the model.
 """
 
 from __future__ import annotations

@@ -101,3 +101,49 @@ def test_bad_input_gets_clear_errors(engine):
         EngineConfig(model_path="m", enable_memory_saver=True)
     # the engine still serves requests afterwards
     assert len(engine.generate([PROMPT], [2], SamplingConfig())[0].token_ids) >= 1
+
+
+def test_streamed_weight_update_equals_a_whole_update_and_blocks_requests(engine, tiny_model_path):
+    import threading
+
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(3)
+    new_sd = [(k, v.detach() + 0.05 * torch.randn(v.shape, generator=gen)) for k, v in base.named_parameters()]
+    draft = engine.generate([PROMPT], [8], SamplingConfig(ignore_eos=True))[0].token_ids
+    version = engine.policy_version
+    engine.begin_weight_update()
+    served = []
+    waiter = threading.Thread(target=lambda: served.append(engine.verify([PROMPT], [draft])[0]))
+    waiter.start()
+    for pair in new_sd:  # one parameter at a time, as OpenRLHF broadcasts them
+        engine.load_weights([pair])
+    waiter.join(timeout=0.5)
+    assert waiter.is_alive() and not served  # the request waits for the update to close
+    assert engine.end_weight_update() == version + 1
+    waiter.join(timeout=60)
+    np.testing.assert_allclose(served[0].logprobs, hf_logprobs(tiny_model_path, dict(new_sd), PROMPT, draft), atol=1e-4)
+    with pytest.raises(EngineError, match="open weight update"):
+        engine.load_weights(new_sd[:1])
+    engine.update_weights(list(base.named_parameters()))  # restore for other tests
+
+
+def test_a_failed_streamed_update_poisons_the_engine_until_a_good_one(engine, tiny_model_path):
+    from transformers import AutoModelForCausalLM
+
+    base = list(AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32).named_parameters())
+    with pytest.raises(ValueError, match="no parameter named 'model.no_such_weight'"):
+        engine.update_weights([("model.no_such_weight", torch.zeros(3))])
+    assert not engine.poisoned  # rejected before anything was loaded
+    engine.begin_weight_update()
+    engine.load_weights(base[:1])
+    with pytest.raises(ValueError, match="no parameter named"):
+        engine.load_weights([("lm_head.bias", torch.zeros(3))])
+    engine.abort_weight_update()  # half an update is in the engine now
+    assert engine.poisoned
+    with pytest.raises(EngineError, match="weight update failed"):
+        engine.generate([PROMPT], [2], SamplingConfig())
+    engine.update_weights(base)
+    assert not engine.poisoned
+    assert len(engine.generate([PROMPT], [2], SamplingConfig())[0].token_ids) >= 1
