@@ -157,7 +157,10 @@ class RolloutService:
         waited = self._acquire(wait_s, what)
         try:
             t0 = time.perf_counter()
-            version = apply()
+            try:
+                version = apply()
+            except ValueError as exc:  # e.g. a tensor name the model does not have: nothing was loaded
+                raise ApiError(400, f"{exc}; nothing was loaded (policy_version {self.engine.policy_version})", "tensors") from None
             self.metrics.weight_updates.inc()
             self._publish()
             return {"policy_version": version, "seconds": time.perf_counter() - t0, "waited_s": waited}

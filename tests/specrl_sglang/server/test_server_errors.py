@@ -119,6 +119,9 @@ def test_bad_weight_updates_and_paths_change_nothing(server):
     assert post(server.url, "update_weights", {"tensors": {"w": tensor}})[1]["error"]["field"] == "tensors.w.data"
     assert post(server.url, "update_weights", {"tensors": {"w": {**tensor, "dtype": "complex"}}})[1]["error"]["field"] == "tensors.w.dtype"
     assert post(server.url, "update_weights", {"tensors": {}})[1]["error"]["field"] == "tensors"
+    with pytest.raises(ServerError) as err:  # SGLang would skip an unknown name silently
+        client.update_weights({"model.no_such.weight": __import__("torch").zeros(2)})
+    assert err.value.status == 400 and "no parameter named 'model.no_such.weight'" in err.value.message
     with pytest.raises(ServerError) as err:
         client.update_weights_from_disk("/no/such/checkpoint")
     assert err.value.status == 400 and err.value.field == "path"
