@@ -206,10 +206,10 @@ class RolloutEngine:
     # ------------------------------------------------------------------ weights and cache
     def update_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> int:
         """Load new weights (a full or partial state dict) and flush all KV; returns the new version."""
-        named = self._checked_weights(named_tensors, "update_weights")
+        named = self._checked_weights(named_tensors, "update_weights")  # before anything is loaded
         self.begin_weight_update()
         try:
-            self.load_weights(named)
+            self._load_checked(named)
         except BaseException:
             self.abort_weight_update()
             raise
@@ -247,7 +247,9 @@ class RolloutEngine:
         """Load (name, tensor) pairs into the open weight update (see `begin_weight_update`)."""
         if not self._update_open:
             raise EngineError("load_weights needs an open weight update (begin_weight_update first)")
-        named = self._checked_weights(named_tensors, "load_weights")
+        self._load_checked(self._checked_weights(named_tensors, "load_weights"))
+
+    def _load_checked(self, named: list[tuple[str, Any]]) -> None:
         # The flush is ours (end_weight_update): SGLang's in-update flush fails if the scheduler has
         # not yet retired the last batch, which would leave new weights with old KV.
         self._expect_ok(

@@ -56,13 +56,12 @@ def _sum(rows: list[dict[str, Any]], key: str) -> float:
 def run_rollout_bench(config: DemoConfig, log=print) -> dict[str, Any]:
     """Run the side-by-side benchmark; returns the figures (see module docstring)."""
     from radix_cache.trajectory_store import TrajectoryStore
-    from specrl_sglang.demo.grpo import group_advantages, grpo_step
+    from specrl_sglang.demo.loop import epoch_batches, sample_rewards, train_on_samples
     from specrl_sglang.demo.policy import Policy
-    from specrl_sglang.demo.task import make_problems, reward
+    from specrl_sglang.demo.task import make_problems
     from specrl_sglang.demo.warmup import task_config, warm_checkpoint
     from specrl_sglang.engine import RolloutEngine
     from specrl_sglang.engine_config import EngineConfig
-    from specrl_sglang.rollout_types import RolloutRequest
     from specrl_sglang.sampling import SamplingConfig
     from specrl_sglang.spec_rollout import SpecConfig, SpecRollout
 
@@ -78,20 +77,14 @@ def run_rollout_bench(config: DemoConfig, log=print) -> dict[str, Any]:
         spec = SpecRollout(engine, TrajectoryStore(max_tokens=None), SpecConfig(lenience=config.lenience, seed=config.seed))
         step = 0
         for epoch in range(config.epochs):
-            order = np.random.default_rng([config.seed, epoch]).permutation(len(problems))
-            for start in range(0, len(order), config.prompts_per_step):
-                batch = [problems[i] for i in order[start : start + config.prompts_per_step]]
-                reqs = [RolloutRequest(p.prompt_id, prompt_ids[p.prompt_id], config.samples_per_prompt) for p in batch]
+            for batch, reqs in epoch_batches(config, problems, prompt_ids, epoch):
                 engine.flush_cache()
                 van = vanilla.step(reqs, sampling, config.max_response_len).stats
                 engine.flush_cache()
                 res = spec.step(reqs, sampling, config.max_response_len)
                 st = res.stats
-                rewards = np.array(
-                    [reward(policy.decode(s.token_ids), batch[s.prompt_index].answer, s.finish_reason == "stop")
-                     for s in res.samples], dtype=np.float32)
-                grpo_step(policy, [reqs[s.prompt_index].prompt_ids for s in res.samples], [s.token_ids for s in res.samples],
-                          [s.logprobs for s in res.samples], group_advantages(rewards, config.samples_per_prompt))
+                rewards = sample_rewards(policy, batch, res.samples)
+                train_on_samples(policy, reqs, res.samples, rewards, config.samples_per_prompt)
                 engine.update_weights(policy.named_weights())
                 rows.append({
                     "epoch": epoch, "step": step, "vanilla_s": van.total_s, "spec_s": st.total_s,

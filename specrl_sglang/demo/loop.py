@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from specrl_sglang.demo.grpo import grpo_step, group_advantages
 from specrl_sglang.demo.policy import Policy
 from specrl_sglang.demo.task import Problem, reward
 from specrl_sglang.engine import RolloutEngine
-from specrl_sglang.rollout_types import RolloutRequest
+from specrl_sglang.rollout_types import RolloutRequest, Sample
 from specrl_sglang.sampling import SamplingConfig
 from specrl_sglang.spec_rollout import SpecConfig, SpecRollout
 
@@ -40,6 +41,37 @@ class ArmLog:
         }
 
 
+def epoch_batches(
+    config: DemoConfig, problems: list[Problem], prompt_ids: dict[str, np.ndarray], epoch: int
+) -> Iterator[tuple[list[Problem], list[RolloutRequest]]]:
+    """The epoch's step batches: problems shuffled by (seed, epoch), so every arm sees the same order."""
+    order = np.random.default_rng([config.seed, epoch]).permutation(len(problems))
+    for start in range(0, len(order), config.prompts_per_step):
+        batch = [problems[i] for i in order[start : start + config.prompts_per_step]]
+        yield batch, [RolloutRequest(p.prompt_id, prompt_ids[p.prompt_id], config.samples_per_prompt) for p in batch]
+
+
+def sample_rewards(policy: Policy, batch: list[Problem], samples: list[Sample]) -> np.ndarray:
+    """The task reward of every sample (0 for a truncated one), float32 [num_samples]."""
+    return np.array(
+        [reward(policy.decode(s.token_ids), batch[s.prompt_index].answer, s.finish_reason == "stop") for s in samples],
+        dtype=np.float32,
+    )
+
+
+def train_on_samples(
+    policy: Policy, requests: list[RolloutRequest], samples: list[Sample], rewards: np.ndarray, group_size: int
+) -> dict[str, float]:
+    """One GRPO step on a rollout step's samples (rollout log-probs as behaviour log-probs)."""
+    return grpo_step(
+        policy,
+        [requests[s.prompt_index].prompt_ids for s in samples],
+        [s.token_ids for s in samples],
+        [s.logprobs for s in samples],
+        group_advantages(rewards, group_size),
+    )
+
+
 def run_arm(
     arm: str,
     config: DemoConfig,
@@ -58,27 +90,11 @@ def run_arm(
     log = ArmLog(arm)
     step = 0
     for epoch in range(config.epochs):
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(problems))  # same for both arms
-        for start in range(0, len(order), config.prompts_per_step):
-            batch = [problems[i] for i in order[start : start + config.prompts_per_step]]
-            requests = [RolloutRequest(p.prompt_id, prompt_ids[p.prompt_id], config.samples_per_prompt) for p in batch]
+        for batch, requests in epoch_batches(config, problems, prompt_ids, epoch):
             result = rollout.step(requests, sampling, config.max_response_len)
-            rewards = np.array(
-                [
-                    reward(policy.decode(s.token_ids), batch[s.prompt_index].answer, s.finish_reason == "stop")
-                    for s in result.samples
-                ],
-                dtype=np.float32,
-            )
+            rewards = sample_rewards(policy, batch, result.samples)
             t = time.perf_counter()
-            prompts = [requests[s.prompt_index].prompt_ids for s in result.samples]
-            losses = grpo_step(
-                policy,
-                prompts,
-                [s.token_ids for s in result.samples],
-                [s.logprobs for s in result.samples],
-                group_advantages(rewards, config.samples_per_prompt),
-            )
+            losses = train_on_samples(policy, requests, result.samples, rewards, config.samples_per_prompt)
             train_s = time.perf_counter() - t
             t = time.perf_counter()
             engine.update_weights(policy.named_weights())
