@@ -123,6 +123,22 @@ class TrajectoryStore:
         self._enforce_budget()
         return len(entry.samples)
 
+    def put_many(self, items: Sequence[tuple[str, Any, Sequence[Any]]]) -> list[int]:
+        """:meth:`put` for several ``(prompt_id, prompt_ids, responses)``, all or nothing: every item
+        is validated (ids, responses, digests, no prompt twice) before the first is stored."""
+        seen: set[str] = set()
+        for prompt_id, prompt_ids, responses in items:
+            _check_prompt_id(prompt_id)
+            if prompt_id in seen:
+                raise ValueError(f"prompt_id {prompt_id!r} appears twice in one put_many")
+            seen.add(prompt_id)
+            self._check_digest(prompt_id, prompt_digest(prompt_ids))
+            if isinstance(responses, (str, bytes, np.ndarray)) or not isinstance(responses, Sequence):
+                raise TypeError(f"responses of {prompt_id!r} must be a sequence of responses")
+            for index, response in enumerate(responses):
+                as_response(response, index)
+        return [self.put(prompt_id, prompt_ids, responses) for prompt_id, prompt_ids, responses in items]
+
     def remove(self, prompt_id: str) -> int:
         """Forget ``prompt_id``; return the tokens freed (0 if unknown). LockedError if locked."""
         _check_prompt_id(prompt_id)

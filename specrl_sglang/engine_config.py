@@ -60,6 +60,9 @@ class EngineConfig:
                 disable_cuda_graph=True,
                 mem_fraction_static=self.mem_fraction_static or 0.05,
                 skip_server_warmup=True,
+                # An idle scheduler otherwise busy-polls a whole core; on a 2-core machine that is half
+                # of what the trainer (and the other processes) could use. It wakes on the next message.
+                sleep_on_idle=True,
             )
         elif self.mem_fraction_static is not None:
             kwargs["mem_fraction_static"] = self.mem_fraction_static

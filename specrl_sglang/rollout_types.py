@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+from specrl_sglang.prompt_identity import check_prompt_id
+
+if TYPE_CHECKING:
+    from specrl_sglang.step_stats import StepStats
 
 
 @dataclass(frozen=True)
 class RolloutRequest:
     """One prompt of a rollout batch, to be sampled `num_samples` times.
 
-    `prompt_id` is a stable identity of the prompt across epochs (e.g. a hash of its text and
-    label), never a position in the epoch: drafts are looked up by it, so shuffling is harmless.
+    `prompt_id` is a stable identity of the prompt across epochs (`prompt_identity.prompt_key` of its
+    label and token ids, or the caller's own), never a position in the epoch: drafts are looked up
+    by it, so shuffling is harmless. Token ids are checked against the model by the runtime.
     """
 
     prompt_id: str
@@ -20,24 +27,27 @@ class RolloutRequest:
     num_samples: int
 
     def __post_init__(self) -> None:
-        if not isinstance(self.prompt_id, str) or not self.prompt_id:
-            raise ValueError(f"prompt_id must be a non-empty str, got {self.prompt_id!r}")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples} for prompt {self.prompt_id!r}")
+        check_prompt_id(self.prompt_id)
+        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, (int, np.integer)) or self.num_samples < 1:
+            raise ValueError(f"num_samples must be an int >= 1, got {self.num_samples!r} for prompt {self.prompt_id!r}")
         ids = np.asarray(self.prompt_ids)
         if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"prompt {self.prompt_id!r}: prompt_ids must be a non-empty 1-D integer array")
+        if int(ids.min()) < 0 or int(ids.max()) > np.iinfo(np.int32).max:
+            raise ValueError(f"prompt {self.prompt_id!r}: prompt_ids must be token ids in [0, 2^31)")
         object.__setattr__(self, "prompt_ids", ids.astype(np.int32))
+        object.__setattr__(self, "num_samples", int(self.num_samples))
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One response of a rollout step.
+    """One response of a rollout step, entirely under the step's policy version.
 
-    `logprobs` are per-token log-probs under the policy that served this step (verify log-probs for
-    the accepted draft prefix, sampling log-probs for the continuation): usable as rollout
-    log-probs for importance-sampling correction. Responses are not padded; the loss mask is all
-    ones over `token_ids` (EOS, when present, is the last token).
+    `logprobs` are per-token log-probs under that policy (verify log-probs for the accepted draft
+    prefix, sampling log-probs for the continuation): usable as rollout log-probs for
+    importance-sampling correction. Responses are not padded; EOS, when present, is the last token.
+    `draft_len` / `accepted_len` describe the draft verified under the returned policy (the stored
+    response, or after an interrupted step the sample's own partial response).
     """
 
     prompt_index: int  # index into the step's request list
@@ -54,5 +64,10 @@ class Sample:
 
     @property
     def num_decoded(self) -> int:
-        """Tokens the engine decoded for this sample."""
+        """Tokens the engine decoded for this sample (in the final round)."""
         return self.response_len - self.accepted_len
+
+
+class RolloutResult(NamedTuple):
+    samples: list[Sample]  # grouped by prompt, in request order; n contiguous samples per prompt
+    stats: "StepStats"

@@ -60,10 +60,10 @@ def run_rollout_bench(config: DemoConfig, log=print) -> dict[str, Any]:
     from specrl_sglang.demo.policy import Policy
     from specrl_sglang.demo.task import make_problems
     from specrl_sglang.demo.warmup import task_config, warm_checkpoint
-    from specrl_sglang.engine import RolloutEngine
     from specrl_sglang.engine_config import EngineConfig
+    from specrl_sglang.runtime import RolloutRuntime
     from specrl_sglang.sampling import SamplingConfig
-    from specrl_sglang.spec_rollout import SpecConfig, SpecRollout
+    from specrl_sglang.spec_config import SpecConfig
 
     warm = str(warm_checkpoint(config, log=log))
     problems = make_problems(task_config(config))
@@ -71,24 +71,25 @@ def run_rollout_bench(config: DemoConfig, log=print) -> dict[str, Any]:
     prompt_ids = {p.prompt_id: policy.encode(p.prompt) for p in problems}
     sampling = SamplingConfig(temperature=config.temperature)
     rows: list[dict[str, Any]] = []
-    with RolloutEngine(EngineConfig(model_path=warm, random_seed=config.seed)) as engine:
-        engine.update_weights(policy.named_weights())
-        vanilla = SpecRollout(engine, TrajectoryStore(max_tokens=None), SpecConfig(enabled=False, record=False))
-        spec = SpecRollout(engine, TrajectoryStore(max_tokens=None), SpecConfig(lenience=config.lenience, seed=config.seed))
+    spec_config = SpecConfig(lenience=config.lenience, seed=config.seed)
+    with RolloutRuntime.in_process(EngineConfig(model_path=warm, random_seed=config.seed), config=spec_config) as rt:
+        rt.update_weights(policy.named_weights())
         step = 0
         for epoch in range(config.epochs):
             for batch, reqs in epoch_batches(config, problems, prompt_ids, epoch):
-                engine.flush_cache()
-                van = vanilla.step(reqs, sampling, config.max_response_len).stats
-                engine.flush_cache()
-                res = spec.step(reqs, sampling, config.max_response_len)
+                rt.flush_cache()
+                rt.config = SpecConfig(mode="vanilla", record=False)
+                van = rt.step(reqs, sampling, config.max_response_len).stats
+                rt.flush_cache()
+                rt.config = spec_config
+                res = rt.step(reqs, sampling, config.max_response_len)
                 st = res.stats
                 rewards = sample_rewards(policy, batch, res.samples)
                 train_on_samples(policy, reqs, res.samples, rewards, config.samples_per_prompt)
-                engine.update_weights(policy.named_weights())
+                rt.update_weights(policy.named_weights())
                 rows.append({
                     "epoch": epoch, "step": step, "vanilla_s": van.total_s, "spec_s": st.total_s,
-                    "verify_s": st.verify_s, "continue_s": st.continue_s, "assemble_s": st.assemble_s,
+                    "verify_s": st.verify_s, "continue_s": st.continue_s, "assemble_s": st.host_s,
                     "decoded_vanilla": van.num_tokens_decoded, "decoded_spec": st.num_tokens_decoded,
                     "reused": st.num_tokens_reused, "draft_tokens": st.num_draft_tokens,
                     "num_samples": st.num_samples, "num_full": st.num_fully_reused, "num_with_draft": st.num_with_draft,

@@ -14,6 +14,10 @@ MODEL_SIZES = {
 }
 
 
+# Demo arm -> rollout mode.
+ARM_MODES = {"vanilla": "vanilla", "spec": "spec-rl", "exact": "exact"}
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     out_dir: str = "runs/demo"
@@ -42,8 +46,8 @@ class DemoConfig:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.samples_per_prompt < 2:
             raise ValueError("samples_per_prompt must be >= 2 (GRPO normalises rewards within a group)")
-        if not self.arms or any(a not in ("vanilla", "spec") for a in self.arms):
-            raise ValueError(f"arms must be a non-empty subset of ('vanilla', 'spec'), got {self.arms!r}")
+        if not self.arms or any(a not in ARM_MODES for a in self.arms):
+            raise ValueError(f"arms must be a non-empty subset of {tuple(ARM_MODES)}, got {self.arms!r}")
 
     @property
     def model_spec(self) -> TinyModelSpec:

@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 
 from radix_cache.trajectory_store import TrajectoryStore
-from specrl_sglang.demo.config import DemoConfig
+from specrl_sglang.demo.config import ARM_MODES, DemoConfig
 from specrl_sglang.demo.grpo import grpo_step, group_advantages
 from specrl_sglang.demo.policy import Policy
 from specrl_sglang.demo.task import Problem, reward
-from specrl_sglang.engine import RolloutEngine
 from specrl_sglang.rollout_types import RolloutRequest, Sample
+from specrl_sglang.runtime import RolloutRuntime
 from specrl_sglang.sampling import SamplingConfig
-from specrl_sglang.spec_rollout import SpecConfig, SpecRollout
+from specrl_sglang.spec_config import SpecConfig
 
 
 @dataclass
@@ -75,29 +75,30 @@ def train_on_samples(
 def run_arm(
     arm: str,
     config: DemoConfig,
-    engine: RolloutEngine,
+    runtime: RolloutRuntime,
     warm_path: str,
     problems: list[Problem],
     progress=None,
 ) -> ArmLog:
     """Train from the warm checkpoint for `config.epochs` epochs; the engine gets new weights each step."""
     policy = Policy(warm_path, seed=config.seed, lr=config.lr)
-    engine.update_weights(policy.named_weights())  # both arms start from identical weights, cold KV
-    spec = SpecConfig(lenience=config.lenience, enabled=(arm == "spec"), seed=config.seed)
-    rollout = SpecRollout(engine, TrajectoryStore(max_tokens=None), spec)
+    runtime.update_weights(policy.named_weights())  # every arm starts from identical weights, cold KV
+    runtime.replace_store(TrajectoryStore(max_tokens=None))
+    runtime.config = SpecConfig(mode=ARM_MODES[arm], lenience=config.lenience, seed=config.seed)
+    runtime.num_steps = 0  # the same acceptance randomness stream in every arm
     sampling = SamplingConfig(temperature=config.temperature)
     prompt_ids = {p.prompt_id: policy.encode(p.prompt) for p in problems}
     log = ArmLog(arm)
     step = 0
     for epoch in range(config.epochs):
         for batch, requests in epoch_batches(config, problems, prompt_ids, epoch):
-            result = rollout.step(requests, sampling, config.max_response_len)
+            result = runtime.step(requests, sampling, config.max_response_len)
             rewards = sample_rewards(policy, batch, result.samples)
             t = time.perf_counter()
             losses = train_on_samples(policy, requests, result.samples, rewards, config.samples_per_prompt)
             train_s = time.perf_counter() - t
             t = time.perf_counter()
-            engine.update_weights(policy.named_weights())
+            runtime.update_weights(policy.named_weights())
             sync_s = time.perf_counter() - t
             stats = result.stats
             log.steps.append(

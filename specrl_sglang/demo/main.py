@@ -68,18 +68,18 @@ def run_demo(config: DemoConfig, show_progress: bool = True) -> dict:
     from specrl_sglang.demo.report import build_report, plot_report, write_report
     from specrl_sglang.demo.task import make_problems
     from specrl_sglang.demo.warmup import task_config, warm_checkpoint
-    from specrl_sglang.engine import RolloutEngine
     from specrl_sglang.engine_config import EngineConfig
+    from specrl_sglang.runtime import RolloutRuntime
 
     warm = warm_checkpoint(config, log=lambda m: tqdm.write(m))
     problems = make_problems(task_config(config))
     logs = []
     tqdm.write(f"starting SGLang engine on {warm} ...")
-    with RolloutEngine(EngineConfig(model_path=str(warm), random_seed=config.seed)) as engine:
+    with RolloutRuntime.in_process(EngineConfig(model_path=str(warm), random_seed=config.seed)) as runtime:
         total = config.epochs * config.steps_per_epoch
         for arm in config.arms:
             with tqdm(total=total, desc=f"{arm:>7}", disable=not show_progress) as bar:
-                log = run_arm(arm, config, engine, str(warm), problems, progress=bar)
+                log = run_arm(arm, config, runtime, str(warm), problems, progress=bar)
             logs.append(log)
             for e in range(config.epochs):
                 s = log.epoch_summary(e)

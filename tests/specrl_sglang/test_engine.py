@@ -1,149 +1,156 @@
-"""RolloutEngine on a real CPU sglang.Engine: log-probs, KV reuse, weight updates, bad input."""
+"""InProcessEngine on a real CPU sglang.Engine (through its runtime's loop): log-probs, KV reuse,
+weight updates and their validation, the first-token ban."""
+
+import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
-from specrl_sglang.engine import EngineError, RolloutEngine
+from radix_cache.trajectory_store import TrajectoryStore
+from specrl_sglang.engine_api import EngineError
 from specrl_sglang.engine_config import EngineConfig
+from specrl_sglang.first_token_ban import TokenBan
+from specrl_sglang.rollout_types import RolloutRequest
+from specrl_sglang.runtime import RolloutRuntime
 from specrl_sglang.sampling import SamplingConfig
+from specrl_sglang.spec_config import SpecConfig
 
 PROMPT = np.array([5, 9, 13, 17, 21, 25, 29, 33, 37, 41], dtype=np.int32)
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_path):
-    with RolloutEngine(EngineConfig(model_path=tiny_model_path, max_total_tokens=8192)) as eng:
-        yield eng
+def rt(tiny_model_path):
+    with RolloutRuntime.in_process(EngineConfig(model_path=tiny_model_path, max_total_tokens=16384)) as runtime:
+        yield runtime
 
 
-def hf_logprobs(model_path, state_dict, prompt, response):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    if state_dict is not None:
-        model.load_state_dict(state_dict, strict=False)
-        model.tie_weights()
-    ids = torch.tensor([np.concatenate([prompt, response]).tolist()])
-    with torch.no_grad():
-        lp = torch.log_softmax(model(ids).logits[0].float(), -1)
-    return lp[len(prompt) - 1 : -1].gather(-1, ids[0, len(prompt) :, None])[:, 0].numpy()
+@pytest.fixture
+def base(rt, base_weights):
+    rt.update_weights(base_weights)
+    return base_weights
 
 
-def test_smoke_generate_then_extension_hits_the_radix_cache(engine):
-    first = engine.generate([PROMPT], [12], SamplingConfig())[0]
-    assert 1 <= len(first.token_ids) <= 12 and first.finish_reason in ("stop", "length")
-    extended = np.concatenate([PROMPT, first.token_ids, [7]])
-    second = engine.generate([extended], [4], SamplingConfig())[0]
-    assert second.cached_tokens > 0
+def gen(rt, prefix, n, sampling=SamplingConfig(), ban=None):
+    return rt.run(rt.engine.generate("k", np.asarray(prefix, np.int32), n, sampling, ban))
 
 
-def test_verify_log_probs_match_transformers_and_sampling_log_probs(engine, tiny_model_path):
-    engine.flush_cache()
-    out = engine.generate([PROMPT], [16], SamplingConfig(ignore_eos=True))[0]
-    verified = engine.verify([PROMPT], [out.token_ids])[0]
+def verify(rt, prompt, draft):
+    return rt.run(rt.engine.verify("k", np.asarray(prompt, np.int32), np.asarray(draft, np.int32)))
+
+
+def test_verify_log_probs_match_transformers_and_sampling_log_probs(rt, base, hf_reference):
+    rt.flush_cache()
+    out = gen(rt, PROMPT, 16, SamplingConfig(ignore_eos=True))
+    verified = verify(rt, PROMPT, out.token_ids)
     np.testing.assert_allclose(verified.logprobs, out.logprobs, atol=1e-4)
-    np.testing.assert_allclose(verified.logprobs, hf_logprobs(tiny_model_path, None, PROMPT, out.token_ids), atol=1e-4)
+    np.testing.assert_allclose(verified.logprobs, hf_reference(base).logprobs(PROMPT, out.token_ids), atol=1e-4)
 
 
-def test_sampled_log_probs_stay_raw_at_other_temperatures(engine):
-    # One convention end to end: decode log-probs are not divided by the temperature.
-    out = engine.generate([PROMPT], [12], SamplingConfig(temperature=0.5, ignore_eos=True))[0]
-    verified = engine.verify([PROMPT], [out.token_ids])[0]
-    np.testing.assert_allclose(out.logprobs, verified.logprobs, atol=1e-4)
+def test_sampled_log_probs_stay_raw_at_other_temperatures(rt, base):
+    out = gen(rt, PROMPT, 12, SamplingConfig(temperature=0.5, ignore_eos=True))
+    np.testing.assert_allclose(out.logprobs, verify(rt, PROMPT, out.token_ids).logprobs, atol=1e-4)
 
 
-def test_continuation_reuses_the_verify_pass_kv(engine):
-    engine.flush_cache()
-    draft = engine.generate([PROMPT], [20], SamplingConfig(ignore_eos=True))[0].token_ids
-    engine.flush_cache()
-    engine.verify([PROMPT] * 4, [draft] * 4)
-    cuts = [0, 3, 11, 19]
-    outs = engine.generate([np.concatenate([PROMPT, draft[:k]]) for k in cuts], [4] * 4, SamplingConfig())
-    assert [o.cached_tokens for o in outs] == [len(PROMPT) + k - 1 for k in cuts]
+def test_continuation_reuses_the_verify_pass_kv(rt, base):
+    rt.flush_cache()
+    draft = gen(rt, PROMPT, 20, SamplingConfig(ignore_eos=True)).token_ids
+    rt.flush_cache()
+    verify(rt, PROMPT, draft)
+    for k in (0, 3, 11, 19):
+        out = gen(rt, np.concatenate([PROMPT, draft[:k]]), 4)
+        assert out.cached_tokens == len(PROMPT) + k - 1
 
 
-def test_weight_update_flushes_kv_and_changes_log_probs(engine, tiny_model_path):
-    engine.flush_cache()
-    draft = engine.generate([PROMPT], [16], SamplingConfig(ignore_eos=True))[0].token_ids
-    before = engine.verify([PROMPT], [draft])[0].logprobs
-    version = engine.policy_version
-    gen = torch.Generator().manual_seed(0)
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
-    new_sd = {k: v + 0.05 * torch.randn(v.shape, generator=gen) for k, v in base.named_parameters()}
-    assert engine.update_weights(new_sd.items()) == version + 1
-    stale = engine.generate([np.concatenate([PROMPT, draft])], [2], SamplingConfig())[0]
+def test_weight_update_flushes_kv_and_changes_log_probs(rt, base, hf_reference):
+    draft = gen(rt, PROMPT, 16, SamplingConfig(ignore_eos=True)).token_ids
+    before = verify(rt, PROMPT, draft).logprobs
+    version = rt.policy_version
+    new = hf_reference.perturbed(base, 0.05, seed=0)
+    assert rt.update_weights(new) == version + 1
+    stale = gen(rt, np.concatenate([PROMPT, draft]), 2)
     assert stale.cached_tokens == 0  # no KV of the old weights survived
-    after = engine.verify([PROMPT], [draft])[0].logprobs
+    assert stale.weight_version == str(version + 1)  # SGLang's own record of the weights it used
+    after = verify(rt, PROMPT, draft).logprobs
     assert np.abs(after - before).max() > 1e-2
-    np.testing.assert_allclose(after, hf_logprobs(tiny_model_path, new_sd, PROMPT, draft), atol=1e-4)
-    engine.update_weights(list(base.named_parameters()))  # restore for other tests
+    np.testing.assert_allclose(after, hf_reference(new).logprobs(PROMPT, draft), atol=1e-4)
 
 
-def test_bad_input_gets_clear_errors(engine):
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        engine.verify([PROMPT], [[engine.vocab_size + 5]])
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        engine.generate([[-1, 3]], [4], SamplingConfig())
-    with pytest.raises(ValueError, match="context length"):
-        engine.generate([PROMPT], [engine.context_len], SamplingConfig())
-    with pytest.raises(ValueError, match="integer token ids"):
-        engine.generate([[1.5, 2.0]], [4], SamplingConfig())
-    with pytest.raises(ValueError, match="non-empty"):
-        engine.verify([PROMPT], [[]])
-    with pytest.raises(ValueError, match="no tensors"):
-        engine.update_weights([])
+def test_streamed_update_equals_a_whole_update_and_holds_steps_back(rt, base, hf_reference):
+    new = hf_reference.perturbed(base, 0.05, seed=3)
+    req = RolloutRequest("streamed", PROMPT, 2)
+    version = rt.policy_version
+    rt.begin_weight_update()
+    results = []
+    waiter = threading.Thread(target=lambda: results.append(rt.step([req], SamplingConfig(), 8, mode="vanilla")))
+    waiter.start()
+    for pair in new:  # one parameter at a time, as OpenRLHF broadcasts them
+        rt.load_weights([pair])
+    waiter.join(timeout=0.5)
+    assert waiter.is_alive() and not results  # the step waits for the update to close
+    assert rt.end_weight_update() == version + 1
+    waiter.join(timeout=60)
+    (result,) = results
+    assert result.stats.policy_version == version + 1
+    ref = hf_reference(new)
+    for s in result.samples:
+        np.testing.assert_allclose(s.logprobs, ref.logprobs(PROMPT, s.token_ids), atol=1e-4)
+    with pytest.raises(EngineError, match="open weight update"):
+        rt.load_weights(new[:1])
+
+
+def test_a_failed_streamed_update_poisons_until_a_complete_one(rt, base):
+    rt.begin_weight_update()
+    rt.load_weights(base[:1])
+    with pytest.raises(ValueError, match="no parameter named"):
+        rt.load_weights([("lm_head.bias", torch.zeros(3))])  # aborts the update: half of it is loaded
+    assert rt.poisoned
+    req = RolloutRequest("poisoned", PROMPT, 1)
+    with pytest.raises(EngineError, match="complete weight update"):
+        rt.step([req], SamplingConfig(), 4)
+    rt.update_weights(base)
+    assert not rt.poisoned
+    assert rt.step([req], SamplingConfig(), 4).samples[0].response_len >= 1
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda w: [("model.no_such_weight", torch.zeros(3))], "no parameter named 'model.no_such_weight'"),
+        (lambda w: [(w[0][0], torch.zeros(3, 3))], "has shape"),
+        (lambda w: [(w[0][0], torch.full_like(w[0][1], float("nan")))], "NaN"),
+        (lambda w: [(w[0][0], torch.full_like(w[0][1], float("inf")))], "NaN or infinite"),
+        (lambda w: [(w[0][0], w[0][1].to(torch.int64))], "floating point"),
+        (lambda w: [(w[0][0], w[0][1].bool())], "floating point"),
+        (lambda w: [], "no tensors"),
+        (lambda w: [w[0], w[0]], "given twice"),
+        (lambda w: [(w[0][0], w[0][1].numpy())], "not a torch.Tensor"),
+    ],
+)
+def test_bad_weights_are_refused_before_anything_is_loaded(rt, base, bad, match):
+    version = rt.policy_version
+    probe = verify(rt, PROMPT, [7, 8, 9]).logprobs
+    with pytest.raises(ValueError, match=match):
+        rt.update_weights(bad(base))
+    assert rt.policy_version == version and not rt.poisoned
+    np.testing.assert_allclose(verify(rt, PROMPT, [7, 8, 9]).logprobs, probe, atol=1e-6)
+
+
+def test_first_token_ban_excludes_the_token_and_returns_marginal_log_probs(rt, base, hf_reference):
+    probs = hf_reference(base).next_token_probs(PROMPT)
+    top = int(np.argmax(probs))
+    ban = TokenBan(top, float(np.log(probs[top])))
+    outs = [gen(rt, PROMPT, 3, ban=ban) for _ in range(40)]
+    assert all(int(o.token_ids[0]) != top for o in outs)
+    assert any(top in o.token_ids[1:].tolist() for o in outs) or probs[top] < 0.2  # only the first position
+    for o in outs[:10]:  # log p(z) of the policy, not of the renormalised residual
+        assert abs(float(o.logprobs[0]) - float(np.log(probs[int(o.token_ids[0])]))) < 1e-4
+
+
+def test_memory_release_needs_the_gpu_memory_saver(rt):
     with pytest.raises(EngineError, match="enable_memory_saver"):
-        engine.release_memory()  # the CPU profile has no memory saver
+        rt.release_memory()
     with pytest.raises(ValueError, match="enable_memory_saver needs profile='gpu'"):
         EngineConfig(model_path="m", enable_memory_saver=True)
-    # the engine still serves requests afterwards
-    assert len(engine.generate([PROMPT], [2], SamplingConfig())[0].token_ids) >= 1
-
-
-def test_streamed_weight_update_equals_a_whole_update_and_blocks_requests(engine, tiny_model_path):
-    import threading
-
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(3)
-    new_sd = [(k, v.detach() + 0.05 * torch.randn(v.shape, generator=gen)) for k, v in base.named_parameters()]
-    draft = engine.generate([PROMPT], [8], SamplingConfig(ignore_eos=True))[0].token_ids
-    version = engine.policy_version
-    engine.begin_weight_update()
-    served = []
-    waiter = threading.Thread(target=lambda: served.append(engine.verify([PROMPT], [draft])[0]))
-    waiter.start()
-    for pair in new_sd:  # one parameter at a time, as OpenRLHF broadcasts them
-        engine.load_weights([pair])
-    waiter.join(timeout=0.5)
-    assert waiter.is_alive() and not served  # the request waits for the update to close
-    assert engine.end_weight_update() == version + 1
-    waiter.join(timeout=60)
-    np.testing.assert_allclose(served[0].logprobs, hf_logprobs(tiny_model_path, dict(new_sd), PROMPT, draft), atol=1e-4)
-    with pytest.raises(EngineError, match="open weight update"):
-        engine.load_weights(new_sd[:1])
-    engine.update_weights(list(base.named_parameters()))  # restore for other tests
-
-
-def test_a_failed_streamed_update_poisons_the_engine_until_a_good_one(engine, tiny_model_path):
-    from transformers import AutoModelForCausalLM
-
-    base = list(AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32).named_parameters())
-    with pytest.raises(ValueError, match="no parameter named 'model.no_such_weight'"):
-        engine.update_weights([("model.no_such_weight", torch.zeros(3))])
-    assert not engine.poisoned  # rejected before anything was loaded
-    engine.begin_weight_update()
-    engine.load_weights(base[:1])
-    with pytest.raises(ValueError, match="no parameter named"):
-        engine.load_weights([("lm_head.bias", torch.zeros(3))])
-    engine.abort_weight_update()  # half an update is in the engine now
-    assert engine.poisoned
-    with pytest.raises(EngineError, match="weight update failed"):
-        engine.generate([PROMPT], [2], SamplingConfig())
-    engine.update_weights(base)
-    assert not engine.poisoned
-    assert len(engine.generate([PROMPT], [2], SamplingConfig())[0].token_ids) >= 1
+    assert not rt.poisoned
