@@ -44,3 +44,16 @@ def tree_footprint(tree: RadixCache) -> Footprint:
         overhead += sys.getsizeof(node.value) - (value_data if node.value.base is None else 0)
     overhead += sys.getsizeof(tree._namespaces) + sys.getsizeof(tree._evictable_leaves)
     return Footprint(num_nodes, key_bytes, value_bytes, overhead, tree.total_size())
+
+
+def store_footprint(store) -> Footprint:
+    """``tree_footprint`` of a TrajectoryStore's tree plus its per-prompt and per-sample records."""
+    tree = tree_footprint(store.tree)
+    records = sys.getsizeof(store._prompts)
+    for prompt_id, entry in store.stored_prompts():
+        records += sys.getsizeof(prompt_id) + sys.getsizeof(entry) + sys.getsizeof(entry.digest)
+        records += sys.getsizeof(entry.samples) + sys.getsizeof(entry.locked_nodes)
+        for sample in entry.samples:
+            records += sys.getsizeof(sample) + sys.getsizeof(sample.tail_ids) + sys.getsizeof(sample.tail_payload)
+    return Footprint(tree.num_nodes, tree.key_bytes, tree.value_bytes, tree.overhead_bytes + records,
+                     store.total_tokens())
