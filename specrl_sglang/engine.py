@@ -59,7 +59,16 @@ class InProcessEngine:
         self.page_size = config.page_size
         self.description = f"in-process SGLang on {config.model_path}"
         self.weight_spec = WeightSpec.from_checkpoint(config.model_path)
-        self._sgl = sglang.Engine(**config.engine_kwargs())
+        saved = {name: os.environ.get(name) for name in config.process_env()}
+        os.environ.update(config.process_env())  # inherited by SGLang's subprocesses only
+        try:
+            self._sgl = sglang.Engine(**config.engine_kwargs())
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         self._tm = self._sgl.tokenizer_manager
 
     # ------------------------------------------------------------------ requests

@@ -26,6 +26,10 @@ class EngineConfig:
     mem_fraction_static: float | None = None
     log_level: str = "error"
     enable_memory_saver: bool = False  # GPU only: lets release_memory()/resume_memory() free weights + KV
+    # CPU profile: torch threads of SGLang's scheduler process (OMP_NUM_THREADS at its start). On a
+    # small machine shared with a trainer, more threads than cores each process can have oversubscribe
+    # the CPU (measured 10-100x slower decoding under load); None leaves torch's default (all cores).
+    cpu_threads: int | None = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -35,8 +39,16 @@ class EngineConfig:
             raise ValueError(f"page_size must be >= 1, got {self.page_size}")
         if self.max_total_tokens is not None and self.max_total_tokens < 256:
             raise ValueError(f"max_total_tokens must be >= 256, got {self.max_total_tokens}")
+        if self.cpu_threads is not None and (isinstance(self.cpu_threads, bool) or self.cpu_threads < 1):
+            raise ValueError(f"cpu_threads must be >= 1 or None, got {self.cpu_threads!r}")
         if self.enable_memory_saver and self.profile != "gpu":
             raise ValueError("enable_memory_saver needs profile='gpu' (SGLang's memory saver releases CUDA memory)")
+
+    def process_env(self) -> dict[str, str]:
+        """Environment variables the engine's subprocesses must start with."""
+        if self.profile != "cpu" or self.cpu_threads is None:
+            return {}
+        return {"OMP_NUM_THREADS": str(self.cpu_threads), "MKL_NUM_THREADS": str(self.cpu_threads)}
 
     def engine_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `sglang.Engine(**kwargs)`."""
