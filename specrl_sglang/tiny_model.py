@@ -55,6 +55,17 @@ def _fingerprint(spec: TinyModelSpec, corpus: list[str]) -> str:
     return digest.hexdigest()
 
 
+def default_corpus(num_lines: int = 2000) -> list[str]:
+    """A fixed, deterministic corpus (letter sequences and their reversals) for a tokenizer when
+    the caller brings none, e.g. `serve --tiny` and `bench serve`."""
+    letters = "abcdefghijklmnop"
+    lines = []
+    for i in range(num_lines):
+        word = [letters[(i * 7 + j * 3) % len(letters)] for j in range(i % 9 + 1)]
+        lines.append(f"reverse: {' '.join(word)} = {' '.join(reversed(word))}")
+    return lines
+
+
 def build_tokenizer(corpus: Iterable[str], vocab_size: int):
     """Train a byte-level BPE tokenizer on `corpus`; returns a `PreTrainedTokenizerFast`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

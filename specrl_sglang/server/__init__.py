@@ -1,12 +1,18 @@
 """`specrl-sglang serve`: speculative rollouts as an HTTP service next to one or many trainers.
 
-One process owns everything stateful: the SGLang runtime (the offline `sglang.Engine`, in
-process, through `RolloutEngine`), the `TrajectoryStore` of drafts and the `SpecRollout` that
-uses both. A small HTTP app in front of it accepts msgpack (or JSON) bodies from any number of
-local or remote clients; a lock in `RolloutService` runs one rollout step or weight update at a
-time, and every response names the policy version it was served under.
+One process owns everything stateful through one RolloutRuntime (engine, draft store, policy
+version, weight updates); the HTTP layer is a thin adapter with no lock of its own, so concurrent
+clients' steps batch inside SGLang. Every response names the policy version it was served under.
 
-Files: codec.py (bodies, content types, size limits), schema.py (request validation -> ApiError),
-service.py (engine + store + rollout owner, step history, snapshots), metrics.py (Prometheus),
-app.py (routes), client.py (`RolloutClient`), main.py (the `serve` subcommand).
+Files, outside in:
+- main.py (the `serve` flags) -> config.py (ServeConfig) -> preflight.py (disk checks before the
+  engine starts) -> serve_loop.py (signals, engine start, uvicorn, shutdown)
+- app.py (routes) over codec.py (bodies, size limits, read timeouts), http_protocol.py (header
+  timeouts), auth.py (bearer token), schema.py (request validation -> ApiError, errors.py)
+- service.py (the verbs) with weight_updates.py, snapshots.py (consistent snapshot writes,
+  checked restores), sandbox.py (snapshot directory, weight-directory allow-list), step_log.py
+  (/stats history, JSONL report), store_summary.py, metrics.py (Prometheus)
+- engine_host.py (engine death -> 503, restart, store recovery), engine_listeners.py (SGLang's
+  distributed-init rendezvous kept off the network)
+- client.py (`RolloutClient`)
 """

@@ -1,33 +1,33 @@
 """HTTP routes of the rollout service (Starlette ASGI app, served by uvicorn).
 
-Why Starlette + uvicorn rather than SGLang's own HTTP server or stdlib http.server: the rollout
-step is our logic (draft -> verify -> accept -> continue -> record), not one SGLang call, so SGLang's
-server would still need a service in front of it plus a second process hop per verify/continue;
-keeping the offline engine in process (RolloutEngine) saves that hop and keeps one owner of
-weights, KV and drafts. uvicorn gives robust HTTP/1.1 (keep-alive, chunked bodies, graceful
-shutdown that drains requests in flight); both are already SGLang dependencies.
+Why Starlette + uvicorn rather than SGLang's own HTTP server: the rollout step is our logic (draft
+-> verify -> accept -> continue -> record), not one SGLang call, so SGLang's server would still
+need a service in front of it plus a second process hop per verify/continue; keeping the offline
+engine in process saves that hop and keeps one owner of weights, KV and drafts (RolloutRuntime).
 
-Threading: handlers run on the event loop only to read the body (with the size limit) and to
-write the answer; decoding, validation and every service call run in Starlette's thread pool, so
-a long rollout step never blocks /health, /stats or /metrics. The service lock orders steps.
+Concurrency: handlers are coroutines that await the service, which awaits the runtime; so many
+clients' steps are in SGLang's scheduler at once. Decoding and validating a body run in a worker
+thread (a large weights body must not stall the event loop). Mutating endpoints check the bearer
+token (if configured) before reading the body.
 
-| method, path                      | body                                                      | answer                      |
-|-----------------------------------|-----------------------------------------------------------|-----------------------------|
-| POST /rollout                     | {requests: [{prompt_id, prompt_ids, n}], sampling, max_response_len} | samples, stats, policy_version |
-| POST /update_weights              | {tensors: {name: {dtype, shape, data}}, wait_s}           | {policy_version, seconds}   |
-| POST /update_weights_from_disk    | {path, wait_s}                                            | {policy_version, seconds}   |
-| POST /flush                       | {store: bool, wait_s}                                     | {policy_version, store}     |
-| POST /snapshot, POST /restore     | {path} (optional; inside the snapshot directory)          | {path, store, ...}          |
-| GET /health, GET /stats?since=N   |                                                           | see RolloutService          |
-| GET /metrics                      |                                                           | Prometheus text             |
-Errors: status 400/404/409/413/415/500/503 with body {"error": {status, kind, field, message}}.
+| method, path                   | body                                                                 | answer |
+|--------------------------------|----------------------------------------------------------------------|--------|
+| POST /rollout                  | {requests: [{prompt_id, prompt_ids, n}], sampling, max_response_len, mode} | samples, stats, policy_version, mode |
+| POST /update_weights           | {tensors: {name: {dtype, shape, data}}, wait_s, interrupt}           | {policy_version, seconds} |
+| POST /update_weights_from_disk | {path, wait_s, interrupt} (inside a --weights-dir)                   | {policy_version, seconds, path} |
+| POST /flush                    | {store: bool, wait_s}                                                | {policy_version, store} |
+| POST /snapshot                 | {path} (a NAME.snap in --snapshot-dir; default: --snapshot)          | {path, bytes, store} |
+| POST /restore                  | {path, wait_s}                                                       | {path, num_prompts, dropped, ...} |
+| GET /health, /stats?since=N, /store, /metrics | -                                                     | see RolloutService; Prometheus text |
+Errors: 400/401/404/405/408/409/413/415/500/503 with body {"error": {status, kind, field, message}}.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -37,114 +37,120 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from specrl_sglang.engine import EngineError
 from specrl_sglang.server import schema
+from specrl_sglang.server.auth import BearerAuth
 from specrl_sglang.server.codec import JSON, decode, encode, media_type_of, read_body, response_type
 from specrl_sglang.server.errors import ApiError
-from specrl_sglang.server.schema import ServerLimits
 from specrl_sglang.server.service import RolloutService
 
 log = logging.getLogger("specrl_sglang.server")
+_SINCE = re.compile(r"[0-9]{1,18}")
 
-Handler = Callable[[Any], dict[str, Any]]
+Parse = Callable[[Any], Any]  # decoded body -> typed call (in a worker thread)
+Act = Callable[[Any], Awaitable[dict[str, Any]]]  # typed call -> answer (on the event loop)
 
 
-def build_app(service: RolloutService, limits: ServerLimits = ServerLimits()) -> Starlette:
+def build_app(service: RolloutService, auth: BearerAuth, idle_s: float) -> Starlette:
     """The ASGI app serving `service` (see the module docstring for the routes)."""
+    limits, model, mode = service.prepared.limits, service.model, service.config.mode
 
-    def rollout(body: Any) -> dict[str, Any]:
-        return service.rollout(schema.parse_rollout(body, limits, service.model))
-
-    def update_weights(body: Any) -> dict[str, Any]:
-        named, wait_s = schema.parse_tensors(body)
-        return service.update_weights(named, wait_s)
-
-    def update_weights_from_disk(body: Any) -> dict[str, Any]:
-        body = schema.as_map(body, None, {"path", "wait_s"})
-        return service.update_weights_from_disk(schema.as_path(body.get("path"), "path", True), schema.as_wait(body))
-
-    def flush(body: Any) -> dict[str, Any]:
+    def parse_flush(body: Any) -> tuple[bool, float | None]:
         body = schema.as_map(body, None, {"store", "wait_s"})
-        clear_store = body.get("store", False)
-        if not isinstance(clear_store, bool):
-            raise ApiError(400, "store must be a boolean", "store")
-        return service.flush(clear_store, schema.as_wait(body))
+        return schema.as_bool(body.get("store", False), "store"), schema.as_update_options(body).wait_s
 
-    def snapshot(body: Any) -> dict[str, Any]:
-        body = schema.as_map(body, None, {"path"})
-        return service.snapshot(schema.as_path(body.get("path"), "path", False))
+    def parse_disk(body: Any) -> tuple[str, schema.UpdateOptions]:
+        body = schema.as_map(body, None, {"path", "wait_s", "interrupt"})
+        return schema.as_path(body.get("path"), "path", True), schema.as_update_options(body)
 
-    def restore(body: Any) -> dict[str, Any]:
-        body = schema.as_map(body, None, {"path"})
-        return service.restore(schema.as_path(body.get("path"), "path", False))
+    def parse_name(allowed: set[str]) -> Parse:
+        def parse(body: Any) -> tuple[str | None, float | None]:
+            body = schema.as_map(body, None, allowed)
+            return schema.as_path(body.get("path"), "path", False), schema.as_update_options(body).wait_s
+
+        return parse
+
+    def _post(name: str, limit: int, parse: Parse, act: Act) -> Route:
+        async def endpoint(request: Request) -> Response:
+            t0 = time.perf_counter()
+            media = response_type(request.headers.get("accept"), None)
+            try:
+                auth.check(request.headers.get("authorization"))
+                in_type = media_type_of(request.headers.get("content-type"))
+                media = response_type(request.headers.get("accept"), in_type)
+                raw = await read_body(request, limit, idle_s)
+                call = await run_in_threadpool(lambda: parse(decode(raw, in_type)))
+                status, result = 200, await act(call)
+            except ApiError as exc:
+                status, result = exc.status, exc.body()
+            except Exception as exc:  # a bug or an unexpected failure: say what, keep serving
+                log.exception("internal error in /%s", name)
+                status, result = 500, ApiError(500, f"{type(exc).__name__}: {exc}").body()
+            service.metrics.observe_request(name, status, time.perf_counter() - t0)
+            return _answer(result, status, media, status == 401)
+
+        return Route(f"/{name}", endpoint, methods=["POST"])
+
+    routes = [
+        _post("rollout", limits.max_body_bytes, lambda b: schema.parse_rollout(b, limits, model, mode), service.rollout),
+        _post("update_weights", limits.max_weights_bytes, schema.parse_tensors,
+              lambda call: service.update_weights(*call)),
+        _post("update_weights_from_disk", limits.max_body_bytes, parse_disk,
+              lambda call: service.update_weights_from_disk(*call)),
+        _post("flush", limits.max_body_bytes, parse_flush, lambda call: service.flush(*call)),
+        _post("snapshot", limits.max_body_bytes, parse_name({"path"}), lambda call: service.snapshot(call[0])),
+        _post("restore", limits.max_body_bytes, parse_name({"path", "wait_s"}), lambda call: service.restore(*call)),
+    ]
 
     async def health(request: Request) -> Response:
-        return await _answer(request, "health", lambda: service.health())
+        body = service.health()
+        status = 200 if body["status"] in ("ok", "poisoned") else 503
+        return _get(request, "health", lambda: body, status)
 
     async def stats(request: Request) -> Response:
         def run() -> dict[str, Any]:
             since = request.query_params.get("since", "0")
-            if not since.isdigit():
-                raise ApiError(400, f"since must be a non-negative integer, got {since!r}", "since")
+            if not _SINCE.fullmatch(since):
+                raise ApiError(400, f"since must be a non-negative integer (ASCII digits), got {since[:40]!r}", "since")
             return service.stats(int(since))
 
-        return await _answer(request, "stats", run)
+        return _get(request, "stats", run)
+
+    async def store(request: Request) -> Response:
+        t0 = time.perf_counter()
+        try:
+            status, result = 200, await service.store_digest()
+        except ApiError as exc:
+            status, result = exc.status, exc.body()
+        service.metrics.observe_request("store", status, time.perf_counter() - t0)
+        return _answer(result, status, response_type(request.headers.get("accept"), None))
 
     async def metrics(request: Request) -> Response:
         service.metrics.observe_request("metrics", 200, 0.0)
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
-    async def _answer(request: Request, name: str, run: Callable[[], dict[str, Any]]) -> Response:
+    def _get(request: Request, name: str, run: Callable[[], dict[str, Any]], ok: int = 200) -> Response:
         t0 = time.perf_counter()
-        media = response_type(request.headers.get("accept"), None)
-        status, result = _guard(run)
-        service.metrics.observe_request(name, status, time.perf_counter() - t0)
-        return Response(encode(result, media), status_code=status, media_type=media)
-
-    def post(name: str, handler: Handler, limit: int) -> Route:
-        async def endpoint(request: Request) -> Response:
-            t0 = time.perf_counter()
-            media = response_type(request.headers.get("accept"), None)
-            try:
-                in_type = media_type_of(request.headers.get("content-type"))
-                media = response_type(request.headers.get("accept"), in_type)
-                raw = await read_body(request, limit)
-                status, result = await run_in_threadpool(_guard, lambda: handler(decode(raw, in_type)))
-            except ApiError as exc:
-                status, result = exc.status, exc.body()
-            service.metrics.observe_request(name, status, time.perf_counter() - t0)
-            return Response(encode(result, media), status_code=status, media_type=media)
-
-        return Route(f"/{name}", endpoint, methods=["POST"])
-
-    def _guard(run: Callable[[], dict[str, Any]]) -> tuple[int, dict[str, Any]]:
-        """Run `run`; map every failure to (status, error body)."""
         try:
-            return 200, run()
+            status, result = ok, run()
         except ApiError as exc:
-            return exc.status, exc.body()
-        except EngineError as exc:
-            status = 503 if service.engine.poisoned else 500
-            return status, ApiError(status, f"engine error: {exc}").body()
-        except Exception as exc:  # a bug or an unexpected engine failure: say what, keep serving
-            log.exception("internal error")
-            return 500, ApiError(500, f"{type(exc).__name__}: {exc}").body()
+            status, result = exc.status, exc.body()
+        service.metrics.observe_request(name, status, time.perf_counter() - t0)
+        return _answer(result, status, response_type(request.headers.get("accept"), None))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
         body = ApiError(status, f"{request.method} {request.url.path}: {getattr(exc, 'detail', exc)}").body()
-        return Response(encode(body, JSON), status_code=status, media_type=JSON)
+        return _answer(body, status, JSON)
 
-    small = limits.max_body_bytes
-    routes = [
-        post("rollout", rollout, small),
-        post("update_weights", update_weights, limits.max_weights_bytes),
-        post("update_weights_from_disk", update_weights_from_disk, small),
-        post("flush", flush, small),
-        post("snapshot", snapshot, small),
-        post("restore", restore, small),
+    routes += [
         Route("/health", health, methods=["GET"]),
         Route("/stats", stats, methods=["GET"]),
+        Route("/store", store, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+
+def _answer(result: dict[str, Any], status: int, media: str, challenge: bool = False) -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="specrl-sglang"'} if challenge else None
+    return Response(encode(result, media), status_code=status, media_type=media, headers=headers)

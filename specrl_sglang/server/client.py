@@ -2,12 +2,15 @@
 
 Bodies go out and come back as msgpack. Integer numpy prompts travel as int32 bytes; responses'
 `token_ids` / `logprobs` come back as np.int32 / np.float32 arrays. Any non-200 answer raises
-`ServerError` carrying the server's status, error kind, offending field and message. One client
-holds one HTTP session: use one client per thread or process.
+`ServerError` carrying the server's status, error kind, offending field and message. With
+`auth_token` (default: the environment variable SPECRL_AUTH_TOKEN, like the server) every request
+carries `Authorization: Bearer <token>`. One client holds one HTTP session: use one client per
+thread or process.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
@@ -21,6 +24,7 @@ from specrl_sglang.rollout_types import RolloutRequest
 from specrl_sglang.sampling import SamplingConfig
 
 MSGPACK = "application/msgpack"
+TOKEN_ENV = "SPECRL_AUTH_TOKEN"  # the server's auth.TOKEN_ENV (not imported: the client needs no server deps)
 
 
 class ServerError(RuntimeError):
@@ -32,9 +36,13 @@ class ServerError(RuntimeError):
 
 
 class RolloutClient:
-    def __init__(self, url: str = "http://127.0.0.1:8377", timeout: float | None = 600.0) -> None:
+    def __init__(self, url: str = "http://127.0.0.1:8377", timeout: float | None = 600.0,
+                 auth_token: str | None = None) -> None:
         self.url, self.timeout = url.rstrip("/"), timeout
         self._http = requests.Session()
+        token = auth_token if auth_token is not None else os.environ.get(TOKEN_ENV)
+        if token:
+            self._http.headers["Authorization"] = f"Bearer {token}"
 
     # ------------------------------------------------------------------ verbs
     def rollout(
@@ -42,8 +50,10 @@ class RolloutClient:
         requests_: Iterable[RolloutRequest | Mapping[str, Any]],
         max_response_len: int,
         sampling: SamplingConfig | Mapping[str, Any] | None = None,
+        mode: str | None = None,
     ) -> dict[str, Any]:
-        """One rollout step. `requests_`: RolloutRequests or {prompt_id, prompt_ids, n} maps.
+        """One rollout step. `requests_`: RolloutRequests or {prompt_id, prompt_ids, n} maps;
+        `mode`: "spec-rl" | "exact" | "vanilla" for this step (None: the server's).
 
         Returns {policy_version, step, samples: [{prompt_id, prompt_index, token_ids, logprobs,
         draft_len, accepted_len, fully_reused, finish_reason}], stats}; samples are grouped by
@@ -52,21 +62,26 @@ class RolloutClient:
         items = [_request_body(r) for r in requests_]
         if isinstance(sampling, SamplingConfig):
             sampling = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(sampling).items()}
-        reply = self._post("rollout", {"requests": items, "sampling": dict(sampling or {}), "max_response_len": max_response_len})
+        body = {"requests": items, "sampling": dict(sampling or {}), "max_response_len": max_response_len}
+        if mode is not None:
+            body["mode"] = mode
+        reply = self._post("rollout", body)
         for sample in reply["samples"]:
             sample["token_ids"] = np.asarray(sample["token_ids"], dtype=np.int32)
             sample["logprobs"] = np.asarray(sample["logprobs"], dtype=np.float32)
         return reply
 
-    def update_weights(self, named_tensors: Mapping[str, Any] | Iterable[tuple[str, Any]], wait_s: float | None = None) -> dict[str, Any]:
-        """Send tensors (torch or numpy); waits for the step in flight unless `wait_s` runs out (409)."""
+    def update_weights(self, named_tensors: Mapping[str, Any] | Iterable[tuple[str, Any]], wait_s: float | None = None,
+                       interrupt: bool = False) -> dict[str, Any]:
+        """Send tensors (torch or numpy); waits for the steps in flight unless `wait_s` runs out (409);
+        `interrupt=True` parks them instead (they resume under the new weights)."""
         pairs = named_tensors.items() if isinstance(named_tensors, Mapping) else named_tensors
         tensors = {name: encode_tensor(t) for name, t in pairs}
-        return self._post("update_weights", {"tensors": tensors, "wait_s": wait_s})
+        return self._post("update_weights", {"tensors": tensors, "wait_s": wait_s, "interrupt": interrupt})
 
-    def update_weights_from_disk(self, path: str, wait_s: float | None = None) -> dict[str, Any]:
-        """Load a checkpoint directory that exists on the server's machine."""
-        return self._post("update_weights_from_disk", {"path": str(path), "wait_s": wait_s})
+    def update_weights_from_disk(self, path: str, wait_s: float | None = None, interrupt: bool = False) -> dict[str, Any]:
+        """Load a checkpoint directory on the server's machine (inside one of its --weights-dir)."""
+        return self._post("update_weights_from_disk", {"path": str(path), "wait_s": wait_s, "interrupt": interrupt})
 
     def flush(self, store: bool = False, wait_s: float | None = None) -> dict[str, Any]:
         """Drop SGLang's KV cache; `store=True` also forgets every stored draft."""
@@ -75,8 +90,15 @@ class RolloutClient:
     def snapshot(self, path: str | None = None) -> dict[str, Any]:
         return self._post("snapshot", {} if path is None else {"path": str(path)})
 
-    def restore(self, path: str | None = None) -> dict[str, Any]:
-        return self._post("restore", {} if path is None else {"path": str(path)})
+    def restore(self, path: str | None = None, wait_s: float | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"wait_s": wait_s}
+        if path is not None:
+            body["path"] = str(path)
+        return self._post("restore", body)
+
+    def store_digest(self) -> dict[str, Any]:
+        """{content_sha256, store}: a fingerprint of every stored draft (radix_cache.snapshot.content_digest)."""
+        return self._get("store")
 
     def health(self) -> dict[str, Any]:
         return self._get("health")
@@ -90,12 +112,14 @@ class RolloutClient:
         return response.text
 
     def wait_until_ready(self, timeout: float = 120.0, poll_s: float = 0.25) -> dict[str, Any]:
-        """Poll /health until the server answers (or raise TimeoutError)."""
+        """Poll /health until the server answers with a running engine (or raise TimeoutError)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 return self.health()
-            except requests.ConnectionError:
+            except (requests.ConnectionError, ServerError) as exc:
+                if isinstance(exc, ServerError) and exc.status != 503:
+                    raise
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"no server answered at {self.url} within {timeout}s") from None
                 time.sleep(poll_s)

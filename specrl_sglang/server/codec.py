@@ -9,11 +9,13 @@ Contract:
 - Non-finite floats (e.g. a NaN KV-hit ratio of a step without drafts) are sent as null in both
   formats; numpy scalars and arrays are converted to plain numbers and lists.
 - `read_body` refuses bodies over `limit` bytes with ApiError 413, from Content-Length before
-  reading anything, and while streaming for chunked bodies.
+  reading anything, and while streaming for chunked bodies; a client that sends no body bytes for
+  `idle_s` seconds gets ApiError 408 (a slow client cannot hold a request open forever).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
@@ -87,18 +89,24 @@ def decode(body: bytes, media_type: str | None) -> Any:
         raise ApiError(400, f"malformed {kind} body: {exc}") from None
 
 
-async def read_body(request: Any, limit: int) -> bytes:
-    """Read a Starlette request's body, refusing more than `limit` bytes (ApiError 413)."""
+async def read_body(request: Any, limit: int, idle_s: float | None = None) -> bytes:
+    """Read a Starlette request's body, refusing more than `limit` bytes (ApiError 413) and
+    clients idle for `idle_s` seconds between chunks (ApiError 408)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        try:
-            declared_len = int(declared)
-        except ValueError:
-            raise ApiError(400, f"bad Content-Length header {declared!r}") from None
-        if declared_len > limit:
-            raise ApiError(413, f"body of {declared_len} bytes exceeds this endpoint's limit of {limit} bytes")
+        if not (declared.isascii() and declared.isdigit()) or len(declared) > 19:
+            raise ApiError(400, f"bad Content-Length header {declared[:40]!r}")
+        if int(declared) > limit:
+            raise ApiError(413, f"body of {int(declared)} bytes exceeds this endpoint's limit of {limit} bytes")
     chunks, total = [], 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), idle_s)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise ApiError(408, f"the client sent no body bytes for {idle_s} s; request dropped") from None
         total += len(chunk)
         if total > limit:
             raise ApiError(413, f"body exceeds this endpoint's limit of {limit} bytes")

@@ -7,8 +7,10 @@ from typing import Any
 # HTTP status -> short machine-readable kind, shown in every error body.
 KINDS = {
     400: "bad_request",
+    401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    408: "timeout",
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
@@ -31,3 +33,10 @@ class ApiError(Exception):
 
     def __repr__(self) -> str:
         return f"ApiError({self.status}, {self.message!r}, field={self.field!r})"
+
+
+class EngineUnavailable(ApiError):
+    """The SGLang engine is down (died, restarting, or failed to restart): 503 with the reason."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, message)

@@ -1,33 +1,37 @@
 """`specrl-sglang serve`: start the SGLang runtime and the rollout service in one process.
 
-    specrl-sglang serve --tiny --snapshot runs/serve/store.snap --report runs/serve/steps.jsonl
+    specrl-sglang serve --tiny --snapshot-dir runs/serve --snapshot store.snap --report runs/serve/steps.jsonl
 
-Runtime choice: the offline `sglang.Engine` in this process (via RolloutEngine), not SGLang's HTTP
-server, so verify and continuation reuse the same radix cache with no extra network hop, and one
-process owns weights, KV and drafts (see app.py). The engine is started in the main thread (SGLang
-installs signal handlers there); uvicorn then serves on the same thread's event loop.
+Runtime choice: the offline `sglang.Engine` in this process (RolloutRuntime over InProcessEngine),
+not SGLang's HTTP server, so verify and continuation reuse the same radix cache with no extra
+network hop, and one object owns weights, KV and drafts (see app.py).
 
-Lifecycle: on start the store is restored from --snapshot if that file exists (a corrupt file
-stops the start). SIGTERM / SIGINT: uvicorn stops accepting, lets requests in flight finish, then
-the store is saved to --snapshot and the engine shut down; exit status 0. After SIGKILL, a restart
-with the same --snapshot resumes from the last snapshot (on demand, every --snapshot-every steps,
-or at the last clean shutdown). Binds 127.0.0.1 by default: the API can load checkpoints and write
-snapshots on this machine, so expose it only on trusted networks.
+Start: every flag, the model's checkpoint, the snapshot (validated against the model; a corrupt
+one stops the start) and the report are checked before the engine starts (`preflight`). The
+engine's own distributed-init rendezvous stays off the network (`engine_listeners`).
+Lifecycle: SIGTERM / SIGINT: uvicorn stops accepting, lets requests in flight finish, then the
+store is saved to --snapshot and the engine shut down; exit status 0. After SIGKILL, a restart
+with the same flags resumes from the last snapshot (on demand, every --snapshot-every steps, or
+at the last clean shutdown). If the SGLang engine dies, the server keeps running: it answers 503
+with the reason, restarts the engine and restores the store (`engine_host`).
+Security: binds 127.0.0.1 by default; snapshots only inside --snapshot-dir, weights only from
+--weights-dir; with --auth-token (or SPECRL_AUTH_TOKEN) every mutating endpoint needs the token.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import signal
+import os
 import sys
 from pathlib import Path
 
-DEFAULT_PORT = 8377
+from specrl_sglang.server.config import DEFAULT_PORT, ENGINE_LISTEN, ServeConfig
+from specrl_sglang.spec_config import DEFAULT_LENIENCE, MODES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("serve", help="serve speculative rollouts over HTTP (msgpack/JSON)")
+    p = subparsers.add_parser("serve", help="serve speculative rollouts over HTTP (msgpack/JSON)",
+                              description=__doc__.splitlines()[0])
     configure_parser(p)
     p.set_defaults(func=run)
     return p
@@ -36,96 +40,98 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def configure_parser(p: argparse.ArgumentParser) -> None:
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--model", help="Hugging Face checkpoint directory to serve")
-    model.add_argument("--tiny", action="store_true", help="build (once) and serve the demo's tiny local model")
+    model.add_argument("--tiny", action="store_true", help="build (once) and serve a tiny local model")
     p.add_argument("--tiny-dir", default=".cache/specrl/serve-tiny", help="where --tiny builds its checkpoint")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--snapshot", help="trajectory-store snapshot: restored on start if present, saved on shutdown")
-    p.add_argument("--snapshot-every", type=int, default=0, help="also snapshot every N rollout steps (0: off)")
-    p.add_argument("--report", help="append one JSON line of statistics per step to this file")
-    p.add_argument("--lenience", type=float, default=math.exp(0.5), help="l >= 1 (default e^0.5; 'inf' reuses all)")
-    p.add_argument("--no-spec", action="store_true", help="vanilla rollouts (no drafts), for comparison")
+    p.add_argument("--mode", choices=MODES, default="spec-rl", help="rollout rule (a request may override it)")
+    p.add_argument("--lenience", type=float, default=DEFAULT_LENIENCE, help="spec-rl: l >= 1 (default e^0.5; 'inf' reuses all)")
+    p.add_argument("--no-spec", action="store_true", help=argparse.SUPPRESS)  # replaced by --mode vanilla
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--store-max-tokens", type=int, default=None, help="token budget of the trajectory store")
+    p.add_argument("--snapshot-dir", help="the dedicated directory of snapshots (created if missing)")
+    p.add_argument("--snapshot", help="default snapshot NAME.snap (or DIR/NAME.snap): restored on start, saved on shutdown")
+    p.add_argument("--snapshot-every", type=int, default=0, help="also snapshot every N finished steps (0: off)")
+    p.add_argument("--report", help="append one JSON line of statistics per step to this file")
+    p.add_argument("--store-max-tokens", type=int, default=None, help="token budget of the draft store (wins over a snapshot's)")
+    p.add_argument("--weights-dir", action="append", default=[], metavar="DIR",
+                   help="allow update_weights_from_disk from checkpoints inside DIR (repeatable; none: disabled)")
+    p.add_argument("--auth-token", help="bearer token for mutating endpoints (prefer the env SPECRL_AUTH_TOKEN: "
+                                        "a flag is visible in the process list)")
+    p.add_argument("--read-timeout", type=float, default=30.0, help="seconds a client may take per header/body chunk")
+    p.add_argument("--max-connections", type=int, default=256, help="concurrent connections (beyond: 503)")
+    p.add_argument("--engine-listen", choices=ENGINE_LISTEN, default="loopback",
+                   help="SGLang's distributed-init listener: loopback (default: none on the network) or any")
     p.add_argument("--max-total-tokens", type=int, default=65536, help="SGLang KV pool size (tokens)")
     p.add_argument("--profile", choices=("cpu", "gpu"), default="cpu", help="SGLang engine recipe")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--max-body-mb", type=float, default=16, help="request size limit (MiB), weights excluded")
-    p.add_argument("--max-weights-mb", type=float, default=4096, help="size limit of POST /update_weights (MiB)")
+    p.add_argument("--max-weights-mb", type=float, default=None,
+                   help="size limit of POST /update_weights (MiB; default: 8 bytes per model parameter)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
-def tiny_model(out_dir: str) -> Path:
-    """The demo's tiny Qwen2 (random weights, task tokenizer), built once under `out_dir`."""
-    from specrl_sglang.demo.config import DemoConfig
-    from specrl_sglang.demo.task import TaskConfig, corpus
-    from specrl_sglang.tiny_model import build_tiny_model
+def config_from_args(args: argparse.Namespace, model_path: str) -> ServeConfig:
+    """A validated ServeConfig (ValueError naming the flag)."""
+    from specrl_sglang.server.auth import token_from_env
+    from specrl_sglang.server.schema import MiB
 
-    return build_tiny_model(Path(out_dir).resolve(), corpus(TaskConfig()), DemoConfig().model_spec)
+    if args.no_spec:
+        raise ValueError("--no-spec was replaced by --mode vanilla")
+    snapshot_dir, snapshot_name = args.snapshot_dir, args.snapshot
+    if snapshot_name is not None and (os.sep in snapshot_name or "/" in snapshot_name):
+        parent, snapshot_name = str(Path(snapshot_name).parent), Path(snapshot_name).name
+        if snapshot_dir is None:
+            snapshot_dir = parent
+        elif Path(parent).resolve() != Path(snapshot_dir).resolve():
+            raise ValueError(f"--snapshot {args.snapshot} is not inside --snapshot-dir {snapshot_dir}")
+    if snapshot_name is not None:
+        from specrl_sglang.server.sandbox import check_snapshot_name
+
+        check_snapshot_name(snapshot_name, "--snapshot")
+    mb = lambda value, flag: None if value is None else _mib(value, flag, MiB)  # noqa: E731
+    return ServeConfig(
+        model_path=model_path, mode=args.mode, lenience=args.lenience, seed=args.seed,
+        store_max_tokens=args.store_max_tokens, snapshot_dir=snapshot_dir, snapshot_name=snapshot_name,
+        snapshot_every=args.snapshot_every, report_path=args.report, weights_dirs=tuple(args.weights_dir),
+        auth_token=args.auth_token or token_from_env(), host=args.host, port=args.port,
+        read_timeout_s=args.read_timeout, max_connections=args.max_connections,
+        max_body_bytes=mb(args.max_body_mb, "--max-body-mb"), max_weights_bytes=mb(args.max_weights_mb, "--max-weights-mb"),
+        profile=args.profile, dtype=args.dtype, max_total_tokens=args.max_total_tokens,
+        engine_listen=args.engine_listen, log_level=args.log_level,
+    )
+
+
+def _mib(value: float, flag: str, mib: int) -> int:
+    if not 0 < value < 1 << 20:
+        raise ValueError(f"{flag} must be a positive number of MiB, got {value}")
+    return max(1, int(value * mib))
+
+
+def tiny_model(out_dir: str) -> Path:
+    """A tiny Qwen2 (random weights, a tokenizer trained on the default corpus), built once."""
+    from specrl_sglang.tiny_model import TinyModelSpec, build_tiny_model, default_corpus
+
+    return build_tiny_model(Path(out_dir).resolve(), default_corpus(), TinyModelSpec())
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until SIGTERM/SIGINT; returns the exit status."""
-    import uvicorn
+    """Validate everything, start the engine, serve until SIGTERM/SIGINT; returns the exit status."""
+    from specrl_sglang.server.preflight import prepare
+    from specrl_sglang.server.serve_loop import check_port, serve
 
-    from specrl_sglang.engine import RolloutEngine
-    from specrl_sglang.engine_config import EngineConfig
-    from specrl_sglang.server.app import build_app
-    from specrl_sglang.server.schema import MiB, ServerLimits
-    from specrl_sglang.server.service import RolloutService, ServiceConfig
-
-    try:  # validate everything before the 10+ s engine start
-        config = ServiceConfig(
-            lenience=args.lenience,
-            spec_enabled=not args.no_spec,
-            seed=args.seed,
-            store_max_tokens=args.store_max_tokens,
-            snapshot_path=args.snapshot,
-            snapshot_every=args.snapshot_every,
-            report_path=args.report,
-        )
-        limits = ServerLimits(max_body_bytes=int(args.max_body_mb * MiB), max_weights_bytes=int(args.max_weights_mb * MiB))
-    except ValueError as exc:
-        raise SystemExit(f"serve: {exc}") from None
-    for path in (args.snapshot, args.report):
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: binding {args.host}: any client that reaches it can load checkpoints and write snapshots", file=sys.stderr)
-    stop = {"requested": False}
-
-    def request_stop(signum, frame) -> None:  # before/after uvicorn runs; uvicorn has its own while serving
-        stop["requested"] = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, request_stop)
-    model_path = str(tiny_model(args.tiny_dir)) if args.tiny else args.model
-    engine_config = EngineConfig(
-        model_path=model_path, profile=args.profile, dtype=args.dtype, random_seed=args.seed, max_total_tokens=args.max_total_tokens
-    )
-    print(f"specrl-sglang serve: starting SGLang on {model_path} ...", flush=True)
-    engine = RolloutEngine(engine_config)
-    service = None
     try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, request_stop)
-        service = RolloutService(engine, config)
-        if service.restored_from:
-            print(f"restored {service.restored_from['num_prompts']} prompts from {args.snapshot}", flush=True)
-        server = uvicorn.Server(
-            uvicorn.Config(build_app(service, limits), host=args.host, port=args.port, log_level=args.log_level,
-                           access_log=False, lifespan="off")
-        )
-        if not stop["requested"]:
-            print(f"specrl-sglang serve: http://{args.host}:{args.port} (policy_version {engine.policy_version})", flush=True)
-            server.run()
-    finally:
-        if service is not None:
-            saved = service.close()
-            if saved:
-                print(f"saved {saved['store']['num_prompts']} prompts to {saved['path']}", flush=True)
-        engine.shutdown()
-    return 0
+        model_path = str(Path(args.tiny_dir).resolve()) if args.tiny else args.model
+        config = config_from_args(args, model_path)
+        check_port(config.host, config.port)
+        if args.tiny:
+            tiny_model(args.tiny_dir)
+        prepared = prepare(config)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"serve: {exc}") from None
+    if not config.loopback_only and config.auth_token is None:
+        print(f"warning: binding {config.host} without --auth-token: any client that reaches it can load "
+              "checkpoints, write snapshots and change the store", file=sys.stderr)
+    return serve(prepared)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ class ServiceMetrics:
         self.request_seconds = Histogram(
             "specrl_http_request_seconds", "HTTP request latency", ["endpoint"], buckets=_LATENCY_BUCKETS, registry=registry
         )
-        self.steps = Counter("specrl_rollout_steps", "rollout steps served", registry=registry)
+        self.steps = Counter("specrl_rollout_steps", "rollout steps served", ["mode"], registry=registry)
         self.step_seconds = Histogram(
             "specrl_rollout_step_seconds", "time of one rollout step (verify + continue + assemble)",
             buckets=_LATENCY_BUCKETS, registry=registry,
@@ -52,13 +52,14 @@ class ServiceMetrics:
         }
         self.weight_updates = Counter("specrl_weight_updates", "successful weight updates", registry=registry)
         self.snapshots = Counter("specrl_snapshots", "trajectory-store snapshots written", registry=registry)
+        self.engine_restarts = Counter("specrl_engine_restarts", "SGLang engine deaths the server recovered from", registry=registry)
         self.policy_version = Gauge("specrl_policy_version", "policy version of the served weights", registry=registry)
         self.last_full_reuse = Gauge("specrl_last_full_reuse_ratio", "full-reuse ratio of the last step", registry=registry)
         self.last_kv_hit = Gauge("specrl_last_kv_hit_ratio", "KV hit ratio of the last step (NaN: no continuation after verify)", registry=registry)
         self.store = {name: Gauge(f"specrl_store_{name}", help_text, registry=registry) for name, help_text in _STORE_GAUGES.items()}
 
     def observe_step(self, row: dict[str, Any]) -> None:
-        self.steps.inc()
+        self.steps.labels(row.get("mode", "spec-rl")).inc()
         self.step_seconds.observe(row["total_s"])
         for field, counter in self.step_counters.items():
             counter.inc(row[field])

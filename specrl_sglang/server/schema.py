@@ -1,9 +1,12 @@
 """Validation of request bodies: decoded msgpack/JSON in, typed calls out, or ApiError(400).
 
-Every check names the offending field (`requests[2].prompt_ids`, `sampling.top_p`, ...) and
-runs before the service touches the engine or the store, so a refused request changes nothing.
-Unknown keys are refused too (a typo such as `max_respones_len` must not silently fall back to a
-default). Token ids travel as lists of ints, or in msgpack as bytes of little-endian int32.
+Every check names the offending field (`requests[2].prompt_ids`, `sampling.top_p`, ...) and runs
+before the service touches the engine or the store, so a refused request changes nothing. Unknown
+keys are refused too (a typo such as `max_respones_len` must not silently fall back to a default).
+Every number is bounded (JSON integers may be arbitrarily large, JSON floats may be NaN/inf).
+Rules owned elsewhere are called, not copied: token ids and context length (`token_checks`),
+prompt ids (`prompt_identity`), modes (`spec_config`), sampling ranges (`SamplingConfig`).
+Token ids travel as lists of ints, or in msgpack as bytes of little-endian int32.
 """
 
 from __future__ import annotations
@@ -15,11 +18,20 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from specrl_sglang.prompt_identity import check_prompt_id
 from specrl_sglang.rollout_types import RolloutRequest
 from specrl_sglang.sampling import SamplingConfig
 from specrl_sglang.server.errors import ApiError
+from specrl_sglang.spec_config import check_mode, check_mode_sampling
+from specrl_sglang.token_checks import ModelLimits
 
 MiB = 1 << 20
+MAX_WAIT_S = 86_400.0  # a day; null means "no limit"
+TOP_K_MAX = 1 << 30  # SGLang's own "all tokens" top_k; larger values overflow its int32 tensors
+MAX_STOP_TOKENS = 256
+MAX_PATH_CHARS = 4096
+MAX_TENSOR_DIMS = 8
+MAX_DIM = (1 << 31) - 1
 
 
 @dataclass(frozen=True)
@@ -31,26 +43,27 @@ class ServerLimits:
     max_prompts: int = 4096  # prompts in one rollout request
     max_samples_per_prompt: int = 256
     max_total_samples: int = 16384  # sum of n over a rollout request
-    max_prompt_id_len: int = 512
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if getattr(self, f.name) < 1:
-                raise ValueError(f"{f.name} must be >= 1, got {getattr(self, f.name)}")
-
-
-class ModelShape(NamedTuple):
-    vocab_size: int
-    context_len: int
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{f.name} must be an integer >= 1, got {value!r}")
 
 
 class RolloutCall(NamedTuple):
     requests: list[RolloutRequest]
     sampling: SamplingConfig
     max_response_len: int
+    mode: str | None  # None: the server's mode
 
 
-_SAMPLING_TYPES = {f.name: f.type for f in fields(SamplingConfig)}
+class UpdateOptions(NamedTuple):
+    wait_s: float | None  # None: wait for the steps in flight as long as they take
+    interrupt: bool  # abort the steps in flight; they resume under the new weights
+
+
+_SAMPLING_FIELDS = {f.name for f in fields(SamplingConfig)}
 TORCH_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
 
 
@@ -64,88 +77,105 @@ def as_map(value: Any, field: str | None, allowed: set[str]) -> dict[str, Any]:
     return value
 
 
-def as_int(value: Any, field: str, lo: int, hi: int | None = None) -> int:
+def as_int(value: Any, field: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ApiError(400, f"{field} must be an integer, got {type(value).__name__}", field)
-    if value < lo or (hi is not None and value > hi):
-        bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ApiError(400, f"{field} must be {bound}, got {value}", field)
+    if not lo <= value <= hi:
+        raise ApiError(400, f"{field} must be in [{lo}, {hi}], got {value if abs(value) < 10**30 else 'a huge integer'}", field)
     return int(value)
 
 
 def as_number(value: Any, field: str) -> float:
+    """A finite float (refuses bools, strings, NaN, inf and integers beyond float range)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ApiError(400, f"{field} must be a number, got {type(value).__name__}", field)
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ApiError(400, f"{field} is too large", field) from None
+    if not math.isfinite(number):
+        raise ApiError(400, f"{field} must be a finite number, got {number}", field)
+    return number
 
 
-def as_wait(body: dict[str, Any]) -> float | None:
-    """`wait_s`: how long a weight update / flush may wait for the step in flight (None: no limit)."""
-    value = body.get("wait_s")
-    if value is None:
-        return None
-    wait = as_number(value, "wait_s")
-    if math.isnan(wait) or wait < 0:
-        raise ApiError(400, f"wait_s must be >= 0 or null, got {value}", "wait_s")
-    return wait
+def as_bool(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ApiError(400, f"{field} must be a boolean, got {type(value).__name__}", field)
+    return value
+
+
+def as_update_options(body: dict[str, Any]) -> UpdateOptions:
+    """`wait_s` (null or a number of seconds in [0, MAX_WAIT_S]) and `interrupt` (bool)."""
+    wait = body.get("wait_s")
+    if wait is not None:
+        wait = as_number(wait, "wait_s")
+        if not 0 <= wait <= MAX_WAIT_S:
+            raise ApiError(400, f"wait_s must be in [0, {MAX_WAIT_S:.0f}] seconds or null (no limit), got {wait}", "wait_s")
+    return UpdateOptions(wait, as_bool(body.get("interrupt", False), "interrupt"))
 
 
 def as_path(value: Any, field: str, required: bool) -> str | None:
+    """A path or file name as text (no NUL, bounded length); what it may point to is the sandbox's call."""
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value:
         raise ApiError(400, f"{field} must be a non-empty string", field)
+    if "\x00" in value:
+        raise ApiError(400, f"{field} must not contain NUL characters", field)
+    if len(value) > MAX_PATH_CHARS:
+        raise ApiError(400, f"{field} has {len(value)} characters; the limit is {MAX_PATH_CHARS}", field)
     return value
 
 
-def token_ids(value: Any, field: str, vocab_size: int) -> np.ndarray:
-    """A non-empty 1-D int32 array of ids in [0, vocab_size)."""
+def token_ids(value: Any, field: str, model: ModelLimits) -> np.ndarray:
+    """A non-empty 1-D int32 array of ids in [0, vocab_size) (the rule is `token_checks`')."""
     if isinstance(value, (bytes, bytearray)):
         if len(value) % 4:
             raise ApiError(400, f"{field} as bytes must be little-endian int32 (length % 4 == 0)", field)
-        arr = np.frombuffer(bytes(value), dtype="<i4").astype(np.int64)
-    elif isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in value):
-        arr = np.array(value, dtype=np.int64) if value else np.zeros(0, np.int64)
-    else:
+        value = np.frombuffer(bytes(value), dtype="<i4")
+    elif not isinstance(value, list):
         raise ApiError(400, f"{field} must be a list of integer token ids (or int32 bytes)", field)
-    if arr.size == 0:
-        raise ApiError(400, f"{field} must not be empty", field)
-    bad = arr[(arr < 0) | (arr >= vocab_size)]
-    if bad.size:
-        raise ApiError(400, f"{field} has token id {int(bad[0])} outside the vocabulary [0, {vocab_size})", field)
-    return arr.astype(np.int32)
+    try:
+        return model.check_ids(value, field)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), field) from None
 
 
-def parse_sampling(value: Any) -> SamplingConfig:
-    body = as_map({} if value is None else value, "sampling", set(_SAMPLING_TYPES))
+def parse_sampling(value: Any, model: ModelLimits) -> SamplingConfig:
+    body = as_map({} if value is None else value, "sampling", _SAMPLING_FIELDS)
     kwargs: dict[str, Any] = {}
     for name, raw in body.items():
         field = f"sampling.{name}"
         if name == "top_k":
-            kwargs[name] = as_int(raw, field, -1)
+            is_off = isinstance(raw, int) and not isinstance(raw, bool) and raw == -1
+            kwargs[name] = -1 if is_off else as_int(raw, field, 1, TOP_K_MAX)
         elif name == "ignore_eos":
-            if not isinstance(raw, bool):
-                raise ApiError(400, f"{field} must be a boolean", field)
-            kwargs[name] = raw
+            kwargs[name] = as_bool(raw, field)
         elif name == "stop_token_ids":
-            if not isinstance(raw, list):
-                raise ApiError(400, f"{field} must be a list of token ids", field)
-            kwargs[name] = tuple(as_int(t, f"{field}[{i}]", 0) for i, t in enumerate(raw))
+            if not isinstance(raw, list) or len(raw) > MAX_STOP_TOKENS:
+                raise ApiError(400, f"{field} must be a list of at most {MAX_STOP_TOKENS} token ids", field)
+            kwargs[name] = tuple(token_ids(raw, field, model).tolist()) if raw else ()
         else:
             kwargs[name] = as_number(raw, field)
-    try:
-        return SamplingConfig(**kwargs)
-    except ValueError as exc:
-        name = str(exc).split(" ")[0]
-        raise ApiError(400, str(exc), f"sampling.{name}" if name in _SAMPLING_TYPES else "sampling") from None
+        try:  # SamplingConfig owns the ranges; one field at a time, so the error names its field
+            SamplingConfig(**{name: kwargs[name]})
+        except ValueError as exc:
+            raise ApiError(400, str(exc), field) from None
+    return SamplingConfig(**kwargs)
 
 
-def parse_rollout(body: Any, limits: ServerLimits, model: ModelShape) -> RolloutCall:
-    """Validate `{"requests": [{"prompt_id", "prompt_ids", "n"}], "sampling": {...}, "max_response_len"}`."""
-    body = as_map(body, None, {"requests", "sampling", "max_response_len"})
+def parse_rollout(body: Any, limits: ServerLimits, model: ModelLimits, default_mode: str) -> RolloutCall:
+    """Validate `{"requests": [{"prompt_id", "prompt_ids", "n"}], "sampling", "max_response_len", "mode"}`."""
+    body = as_map(body, None, {"requests", "sampling", "max_response_len", "mode"})
     if "max_response_len" not in body:
         raise ApiError(400, "max_response_len is required", "max_response_len")
     max_len = as_int(body["max_response_len"], "max_response_len", 1, model.context_len - 1)
+    mode = body.get("mode")
+    if mode is not None:
+        try:
+            mode = check_mode(mode)
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, str(exc), "mode") from None
     raw = body.get("requests")
     if not isinstance(raw, list) or not raw:
         raise ApiError(400, "requests must be a non-empty list", "requests")
@@ -158,52 +188,59 @@ def parse_rollout(body: Any, limits: ServerLimits, model: ModelShape) -> Rollout
         for key in ("prompt_id", "prompt_ids", "n"):
             if key not in item:
                 raise ApiError(400, f"{where}.{key} is required", f"{where}.{key}")
-        prompt_id = item["prompt_id"]
-        if not isinstance(prompt_id, str) or not prompt_id or len(prompt_id) > limits.max_prompt_id_len:
-            raise ApiError(400, f"{where}.prompt_id must be a string of 1..{limits.max_prompt_id_len} chars", f"{where}.prompt_id")
+        try:
+            prompt_id = check_prompt_id(item["prompt_id"], f"{where}.prompt_id")
+        except ValueError as exc:
+            raise ApiError(400, str(exc), f"{where}.prompt_id") from None
         if prompt_id in seen:
             raise ApiError(400, f"{where}.prompt_id {prompt_id!r} appears twice; ask for n samples once", f"{where}.prompt_id")
         seen.add(prompt_id)
-        ids = token_ids(item["prompt_ids"], f"{where}.prompt_ids", model.vocab_size)
-        if ids.size + max_len > model.context_len:
-            raise ApiError(
-                400,
-                f"{where}: {ids.size} prompt tokens + max_response_len {max_len} exceed the model's context "
-                f"length {model.context_len}",
-                f"{where}.prompt_ids",
-            )
+        ids = token_ids(item["prompt_ids"], f"{where}.prompt_ids", model)
+        try:
+            model.check_len(ids.size + max_len, f"{where}: {ids.size} prompt tokens + max_response_len {max_len}")
+        except ValueError as exc:
+            raise ApiError(400, str(exc), f"{where}.prompt_ids") from None
         n = as_int(item["n"], f"{where}.n", 1, limits.max_samples_per_prompt)
         total += n
         requests.append(RolloutRequest(prompt_id, ids, n))
     if total > limits.max_total_samples:
         raise ApiError(400, f"requests ask for {total} samples; the limit is {limits.max_total_samples}", "requests")
-    return RolloutCall(requests, parse_sampling(body.get("sampling")), max_len)
+    sampling = parse_sampling(body.get("sampling"), model)
+    try:
+        check_mode_sampling(mode or default_mode, sampling)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), "mode" if mode else "sampling") from None
+    return RolloutCall(requests, sampling, max_len, mode)
 
 
-def parse_tensors(body: Any) -> tuple[list[tuple[str, Any]], float | None]:
-    """`{"tensors": {name: {"dtype", "shape", "data"}}, "wait_s"}` -> ([(name, torch.Tensor)], wait_s).
+def parse_tensors(body: Any) -> tuple[list[tuple[str, Any]], UpdateOptions]:
+    """`{"tensors": {name: {"dtype", "shape", "data"}}, "wait_s", "interrupt"}` -> ([(name, tensor)], options).
 
-    `data` is the tensor's raw bytes in C order (msgpack bin; base64 text in JSON).
+    `data` is the tensor's raw bytes in C order (msgpack bin; base64 text in JSON). Whether the
+    names, shapes, dtypes and values suit the model is `weight_checks`' call (in the runtime).
     """
     import base64
 
     import torch
 
-    body = as_map(body, None, {"tensors", "wait_s"})
+    body = as_map(body, None, {"tensors", "wait_s", "interrupt"})
+    options = as_update_options(body)
     tensors = body.get("tensors")
     if not isinstance(tensors, dict) or not tensors:
         raise ApiError(400, "tensors must be a non-empty map of name -> {dtype, shape, data}", "tensors")
     named = []
     for name, spec in tensors.items():
+        if not isinstance(name, str) or not name or len(name) > 512:
+            raise ApiError(400, f"tensor names must be strings of 1..512 characters, got {name!r:.60}", "tensors")
         where = f"tensors.{name}"
         spec = as_map(spec, where, {"dtype", "shape", "data"})
         dtype = spec.get("dtype")
         if dtype not in TORCH_DTYPES:
-            raise ApiError(400, f"{where}.dtype must be one of {TORCH_DTYPES}, got {dtype!r}", f"{where}.dtype")
+            raise ApiError(400, f"{where}.dtype must be one of {TORCH_DTYPES}, got {dtype!r:.60}", f"{where}.dtype")
         shape = spec.get("shape")
-        if not isinstance(shape, list):
-            raise ApiError(400, f"{where}.shape must be a list of ints", f"{where}.shape")
-        shape = [as_int(s, f"{where}.shape[{j}]", 0) for j, s in enumerate(shape)]
+        if not isinstance(shape, list) or len(shape) > MAX_TENSOR_DIMS:
+            raise ApiError(400, f"{where}.shape must be a list of at most {MAX_TENSOR_DIMS} ints", f"{where}.shape")
+        shape = [as_int(s, f"{where}.shape[{j}]", 0, MAX_DIM) for j, s in enumerate(shape)]
         data = spec.get("data")
         if isinstance(data, str):
             try:
@@ -217,8 +254,8 @@ def parse_tensors(body: Any) -> tuple[list[tuple[str, Any]], float | None]:
         if len(data) != expected:
             raise ApiError(400, f"{where}.data has {len(data)} bytes; dtype {dtype} x shape {shape} needs {expected}", f"{where}.data")
         flat = torch.frombuffer(bytearray(data), dtype=torch_dtype) if expected else torch.empty(0, dtype=torch_dtype)
-        named.append((str(name), flat.reshape(shape)))
-    return named, as_wait(body)
+        named.append((name, flat.reshape(shape)))
+    return named, options
 
 
 def _join(prefix: str | None, name: str) -> str:

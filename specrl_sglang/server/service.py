@@ -1,128 +1,79 @@
-"""RolloutService: the one owner of the engine's weights, the trajectory store and the step history.
+"""RolloutService: the HTTP verbs as a thin adapter over the RolloutRuntime (through EngineHost).
 
-Locking contract: `self._lock` is held for a whole rollout step (verify + continue + record), a
-weight update, a KV flush, a snapshot and a restore. So a weight update waits for the step in
-flight and no step ever sees two policies; each rollout answer carries the `policy_version` it
-was served under (checked unchanged at the end of the step). Callers that would rather fail than
-wait pass `wait_s`: when the lock is not free in time they get ApiError 409 and nothing changed.
-`health()` and `stats()` never take the lock: they read values published after each change.
+No lock and no version check of its own: the runtime makes each step atomic with respect to
+weight updates (its StepGate), so handlers simply await `runtime.astep(...)` and concurrent
+clients' steps run at the same time inside SGLang's continuous batching. Weight updates, flushes
+and restores call the runtime's blocking methods in worker threads; they wait for the steps in
+flight (`wait_s` -> 409 when it runs out, nothing changed) or, with `interrupt`, park them and
+let them resume under the new weights. Every answer carries the policy version it was served
+under (a step's own, from its StepStats).
 
-Persistence: the store is saved atomically (radix_cache.snapshot) on demand, every
-`snapshot_every` steps and by `close()`; on start it is restored from `snapshot_path` if that file
-exists. Each step's statistics row is appended to `report_path` (JSONL) as soon as the step ends,
-so `specrl-sglang stats --report` can read it while the server runs or after it died.
+Errors (ApiError): request conflicts with the store -> 409 (prompt-id collision: nothing
+recorded, the store unchanged); values the runtime refuses (weights that do not fit the model,
+...) -> 400 with nothing loaded; a poisoned runtime or a dead engine -> 503 with the reason.
+Runs on the server's event loop only (the step log, counters and metrics are touched there).
 """
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import json
-import math
-import threading
+import asyncio
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from radix_cache.snapshot import SnapshotError, load_snapshot, save_snapshot
+from radix_cache.responses import prompt_digest
+from radix_cache.snapshot import SnapshotError, content_digest, encode_snapshot, write_snapshot
 from radix_cache.trajectory_store import PromptCollisionError, TrajectoryStore
-from specrl_sglang.engine import RolloutEngine
-from specrl_sglang.server.codec import clean
-from specrl_sglang.server.errors import ApiError
+from specrl_sglang.draft_store import DraftStore
+from specrl_sglang.engine_api import EngineError
+from specrl_sglang.server.engine_host import EngineHost
+from specrl_sglang.server.errors import ApiError, EngineUnavailable
 from specrl_sglang.server.metrics import ServiceMetrics
-from specrl_sglang.server.schema import ModelShape, RolloutCall
-from specrl_sglang.spec_rollout import SpecConfig, SpecRollout
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    lenience: float = math.exp(0.5)
-    spec_enabled: bool = True
-    seed: int = 0
-    store_max_tokens: int | None = None  # token budget of the trajectory store (None: unbounded)
-    snapshot_path: str | None = None  # restored on start if present; saved on close and on demand
-    snapshot_every: int = 0  # also save every N steps (0: never automatically)
-    report_path: str | None = None  # JSONL: one statistics row per step
-    history_len: int = 10_000  # step rows kept in memory for /stats
-
-    def __post_init__(self) -> None:
-        SpecConfig(lenience=self.lenience)  # validates lenience
-        if self.snapshot_every < 0 or self.history_len < 1:
-            raise ValueError("snapshot_every must be >= 0 and history_len >= 1")
-        if self.snapshot_every and not self.snapshot_path:
-            raise ValueError("snapshot_every needs a snapshot_path")
-
-    @property
-    def snapshot_dir(self) -> Path:
-        """Client-chosen snapshot paths must lie inside this directory."""
-        return (Path(self.snapshot_path).parent if self.snapshot_path else Path.cwd()).resolve()
+from specrl_sglang.server.preflight import Prepared
+from specrl_sglang.server.schema import RolloutCall, UpdateOptions
+from specrl_sglang.server.snapshots import SnapshotWriter, load_for_model, restore_report
+from specrl_sglang.server.step_log import StepLog
+from specrl_sglang.server.store_summary import store_summary
+from specrl_sglang.server.weight_updates import WeightUpdates
+from specrl_sglang.step_gate import GateTimeout
 
 
 class RolloutService:
-    """Serves rollout steps and weight updates on one `RolloutEngine` (see module docstring)."""
-
-    def __init__(self, engine: RolloutEngine, config: ServiceConfig, metrics: ServiceMetrics | None = None) -> None:
-        self.engine, self.config = engine, config
+    def __init__(self, prepared: Prepared, host: EngineHost, metrics: ServiceMetrics | None = None) -> None:
+        self.prepared, self.config, self.host = prepared, prepared.config, host
+        self.model = prepared.model
         self.metrics = metrics or ServiceMetrics()
-        self.model = ModelShape(engine.vocab_size, engine.context_len)
-        self._lock = threading.Lock()
-        self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=config.history_len)
-        self._num_steps = 0
+        self.log = StepLog(self.config.report_path, self.config.history_len)
+        self.snapshots = prepared.snapshots
+        self.writer = SnapshotWriter(self.snapshots) if self.snapshots is not None else None
+        self.weights = WeightUpdates(host, prepared.weights, self.metrics, self.config.model_path)
+        self.restored_from = prepared.restored_from
+        self.store_state: dict[str, Any] = store_summary(prepared.store)
+        self._num_finished = 0
         self._started = time.time()
-        self.restored_from: dict[str, Any] | None = None
-        store = TrajectoryStore(max_tokens=config.store_max_tokens)
-        if config.snapshot_path and Path(config.snapshot_path).exists():
-            store = load_snapshot(config.snapshot_path)  # a corrupt file stops the start: never serve silently empty
-            self.restored_from = {"path": str(config.snapshot_path), **_store_dict(store)}
-        spec = SpecConfig(lenience=config.lenience, enabled=config.spec_enabled, seed=config.seed)
-        self._rollout = SpecRollout(engine, store, spec)
-        if config.report_path and Path(config.report_path).exists():  # after a restart: continue step numbers
-            data = Path(config.report_path).read_bytes()  # (and the acceptance RNG streams, keyed by step)
-            with open(config.report_path, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)  # drop a row cut off by a crash mid-write
-            self._num_steps = self._rollout.num_steps = data.count(b"\n")
-        self._publish()
-
-    # ------------------------------------------------------------------ locking
-    def _acquire(self, wait_s: float | None, what: str) -> float:
-        """Take the lock (waiting at most `wait_s`, forever if None); returns the seconds waited."""
-        t0 = time.perf_counter()
-        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
-            message = f"{what} refused: a step or update is in flight and wait_s={wait_s} expired; nothing changed"
-            raise ApiError(409, f"{message} (policy_version {self.engine.policy_version})", "wait_s")
-        return time.perf_counter() - t0
-
-    def _publish(self) -> None:
-        """Refresh what lock-free readers see (call with the lock held, or from __init__)."""
-        self._store_stats = _store_dict(self._rollout.store)
-        self.metrics.set_state(self.engine.policy_version, self._store_stats)
 
     # ------------------------------------------------------------------ rollout
-    def rollout(self, call: RolloutCall) -> dict[str, Any]:
-        """Run one speculative rollout step; returns samples, the step's stats and the policy version."""
-        waited = self._acquire(None, "rollout")
+    async def rollout(self, call: RolloutCall) -> dict[str, Any]:
+        """Run one speculative rollout step; returns samples, the step's stats and its policy version."""
         try:
-            version = self.engine.policy_version
-            try:
-                result = self._rollout.step(call.requests, call.sampling, call.max_response_len)
-            except PromptCollisionError as exc:
-                raise ApiError(409, f"{exc}; the store is unchanged (use a new prompt_id)", _request_field(call, exc)) from None
-            except ValueError as exc:  # the request conflicts with stored drafts (checked before any engine call)
-                raise ApiError(400, str(exc), _request_field(call, exc)) from None
-            if self.engine.policy_version != version:  # only possible if someone bypassed this service
-                raise RuntimeError(f"policy changed during a step ({version} -> {self.engine.policy_version})")
-            self._num_steps += 1
-            self._publish()
-            row = {"step": self._num_steps - 1, "unix_time": time.time(), "queue_s": waited,
-                   **result.stats.to_dict(), "store": self._store_stats}
-            self._history.append(clean(row))
-            self._append_report(row)
-            self.metrics.observe_step(row)
-            if self.config.snapshot_every and self._num_steps % self.config.snapshot_every == 0:
-                self._save(self.config.snapshot_path)
-        finally:
-            self._lock.release()
+            result = await self.host.guard(
+                lambda rt: rt.astep(call.requests, call.sampling, call.max_response_len, call.mode))
+        except PromptCollisionError as exc:
+            field = await self._colliding_field(call)
+            raise ApiError(409, f"{exc}; nothing was recorded and the store is unchanged (use a new prompt_id)", field) from None
+        except ValueError as exc:  # the runtime's own validation (schema checks the same rules first)
+            raise ApiError(400, str(exc), "requests") from None
+        except EngineError as exc:
+            raise self.engine_failure(exc) from None
+        stats = result.stats
+        await self._publish()
+        row = {"step": stats.step_index, "unix_time": time.time(), **stats.to_dict(), "store": self.store_state}
+        self.log.append(row)
+        self.metrics.observe_step(row)
+        self._num_finished += 1
+        every = self.config.snapshot_every
+        if every and self._num_finished % every == 0:
+            await self.save_default()
         samples = [
             {
                 "prompt_id": call.requests[s.prompt_index].prompt_id,
@@ -136,126 +87,159 @@ class RolloutService:
             }
             for s in result.samples
         ]
-        return {"policy_version": version, "step": row["step"], "samples": samples, "stats": row}
+        return {"policy_version": stats.policy_version, "step": stats.step_index, "mode": stats.mode,
+                "samples": samples, "stats": row}
 
-    def _append_report(self, row: dict[str, Any]) -> None:
-        if self.config.report_path:
-            with open(self.config.report_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(clean(row), allow_nan=False) + "\n")
+    async def _colliding_field(self, call: RolloutCall) -> str:
+        def first(store: DraftStore) -> int | None:
+            stored = dict(store.stored_prompts()) if hasattr(store, "stored_prompts") else {}
+            for i, req in enumerate(call.requests):
+                entry = stored.get(req.prompt_id)
+                if entry is not None and entry.digest != prompt_digest(req.prompt_ids):
+                    return i
+            return None
+
+        index = await self.host.current().astore_call(first)
+        return "requests" if index is None else f"requests[{index}].prompt_ids"
+
+    def engine_failure(self, exc: EngineError) -> ApiError:
+        """The answer to an EngineError: 503 if the engine is dead or the runtime poisoned, else 500."""
+        runtime = self.host.runtime
+        if self.host.procs is not None and self.host.procs.dead():
+            self.host.check_now()
+            return EngineUnavailable(f"the SGLang engine died ({self.host.procs.dead()}): {exc}; restarting it")
+        if runtime is not None and runtime.poisoned:
+            return ApiError(503, f"engine error: {exc}")
+        return ApiError(500, f"engine error: {exc}")
 
     # ------------------------------------------------------------------ weights and cache
-    def update_weights(self, named_tensors: list[tuple[str, Any]], wait_s: float | None = None) -> dict[str, Any]:
-        """Load tensors after the step in flight (see `wait_s`); returns the new policy version."""
-        return self._update(lambda: self.engine.update_weights(named_tensors), wait_s, "update_weights")
+    async def update_weights(self, named: list[tuple[str, Any]], options: UpdateOptions) -> dict[str, Any]:
+        reply = await self.weights.from_tensors(named, options, self.engine_failure)
+        await self._publish()
+        return reply
 
-    def update_weights_from_disk(self, model_path: str, wait_s: float | None = None) -> dict[str, Any]:
-        if not Path(model_path).is_dir():
-            raise ApiError(400, f"path {model_path!r} is not a checkpoint directory on the server", "path")
-        return self._update(lambda: self.engine.update_weights_from_disk(model_path), wait_s, "update_weights_from_disk")
+    async def update_weights_from_disk(self, path: str, options: UpdateOptions) -> dict[str, Any]:
+        reply = await self.weights.from_disk(path, options, self.engine_failure)
+        await self._publish()
+        return reply
 
-    def _update(self, apply, wait_s: float | None, what: str) -> dict[str, Any]:
-        waited = self._acquire(wait_s, what)
-        try:
-            t0 = time.perf_counter()
-            try:
-                version = apply()
-            except ValueError as exc:  # e.g. a tensor name the model does not have: nothing was loaded
-                raise ApiError(400, f"{exc}; nothing was loaded (policy_version {self.engine.policy_version})", "tensors") from None
-            self.metrics.weight_updates.inc()
-            self._publish()
-            return {"policy_version": version, "seconds": time.perf_counter() - t0, "waited_s": waited}
-        finally:
-            self._lock.release()
-
-    def flush(self, clear_store: bool = False, wait_s: float | None = None) -> dict[str, Any]:
+    async def flush(self, clear_store: bool, wait_s: float | None) -> dict[str, Any]:
         """Drop SGLang's KV cache; with `clear_store` also forget every stored draft."""
-        self._acquire(wait_s, "flush")
         try:
-            self.engine.flush_cache()
+            await self.host.guard(lambda rt: asyncio.to_thread(rt.flush_cache, wait_s))
             if clear_store:
-                self._rollout.store = TrajectoryStore(max_tokens=self._rollout.store.max_tokens)
-            self._publish()
-            return {"policy_version": self.engine.policy_version, "store": self._store_stats}
-        finally:
-            self._lock.release()
+                empty = TrajectoryStore(self.config.store_max_tokens)
+                await self.host.guard(lambda rt: asyncio.to_thread(rt.replace_store, empty, wait_s))
+        except GateTimeout as exc:
+            raise ApiError(409, f"flush refused: {exc}; wait_s={wait_s} expired", "wait_s") from None
+        except EngineError as exc:
+            raise self.engine_failure(exc) from None
+        await self._publish()
+        return {"policy_version": self.host.current().policy_version, "store": self.store_state}
 
     # ------------------------------------------------------------------ snapshots
-    def resolve_snapshot_path(self, path: str | None) -> Path:
-        if path is None:
-            if not self.config.snapshot_path:
-                raise ApiError(400, "no path given and the server has no --snapshot file", "path")
-            return Path(self.config.snapshot_path)
-        target = (self.config.snapshot_dir / path).resolve()
-        if not target.is_relative_to(self.config.snapshot_dir):
-            raise ApiError(400, f"path must lie inside the snapshot directory {self.config.snapshot_dir}", "path")
-        return target
+    def _snapshot_dir(self):
+        if self.snapshots is None:
+            raise ApiError(400, "this server keeps no snapshots (start it with --snapshot-dir DIR)", "path")
+        return self.snapshots
 
-    def snapshot(self, path: str | None = None) -> dict[str, Any]:
-        target = self.resolve_snapshot_path(path)
-        self._acquire(None, "snapshot")
-        try:
-            return self._save(target)
-        finally:
-            self._lock.release()
-
-    def _save(self, target: str | Path | None) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        save_snapshot(self._rollout.store, target)
+    async def snapshot(self, name: str | None) -> dict[str, Any]:
+        target = self._snapshot_dir().resolve(name, for_write=True)
+        saved = await self.host.guard(lambda rt: self.writer.save(rt, target))
         self.metrics.snapshots.inc()
-        return {"path": str(target), "bytes": Path(target).stat().st_size, "seconds": time.perf_counter() - t0,
-                "policy_version": self.engine.policy_version, "store": self._store_stats}
+        return {"path": str(saved.path), "bytes": saved.num_bytes, "seconds": saved.seconds,
+                "policy_version": self.host.current().policy_version, "store": saved.store}
 
-    def restore(self, path: str | None = None) -> dict[str, Any]:
-        """Replace the store with a snapshot's (KV cache untouched: drafts are re-verified anyway)."""
-        target = self.resolve_snapshot_path(path)
-        if not target.exists():
-            raise ApiError(404, f"no snapshot at {target}", "path")
-        self._acquire(None, "restore")
+    async def save_default(self) -> dict[str, Any] | None:
+        if self.snapshots is None or self.snapshots.default_path is None:
+            return None
+        return await self.snapshot(None)
+
+    async def restore(self, name: str | None, wait_s: float | None) -> dict[str, Any]:
+        """Replace the store with a snapshot's, checked against the model (KV cache untouched:
+        drafts are verified anyway). Prompts that do not fit the model are dropped and listed."""
+        source = self._snapshot_dir().resolve(name, for_write=False)
         try:
-            try:
-                self._rollout.store = load_snapshot(target)
-            except SnapshotError as exc:
-                raise ApiError(400, f"cannot restore: {exc}", "path") from None
-            self._publish()
-            return {"path": str(target), "policy_version": self.engine.policy_version, "store": self._store_stats}
-        finally:
-            self._lock.release()
+            loaded = await asyncio.to_thread(load_for_model, source, self.config.store_max_tokens, self.model.vocab_size)
+        except (SnapshotError, OSError) as exc:
+            raise ApiError(400, f"cannot restore: {exc}; the store is unchanged", "path") from None
+        try:
+            await self.host.guard(lambda rt: asyncio.to_thread(rt.replace_store, loaded.store, wait_s))
+        except GateTimeout as exc:
+            raise ApiError(409, f"restore refused: {exc}; wait_s={wait_s} expired; the store is unchanged", "wait_s") from None
+        await self._publish()
+        return {**restore_report(source, loaded), "policy_version": self.host.current().policy_version,
+                "store": self.store_state}
 
-    def close(self) -> dict[str, Any] | None:
-        """Save the store to `snapshot_path` (if configured) once the step in flight is done."""
-        with self._lock:
-            return self._save(self.config.snapshot_path) if self.config.snapshot_path else None
+    async def recover_store(self, old: DraftStore) -> tuple[DraftStore, dict[str, Any]]:
+        """After an engine death (EngineHost): snapshot the live store, restore that snapshot."""
+        self.metrics.engine_restarts.inc()
+        for prompt_id in list(getattr(old, "prompt_ids", lambda: [])()):
+            old.release(prompt_id)  # locks of the cancelled steps
+        target = self.snapshots.default_path if self.snapshots is not None else None
+        if target is None:
+            return old, {"kept": "in memory (no --snapshot configured)", "num_prompts": old.stats().num_prompts}
+        try:
+            await asyncio.to_thread(lambda: write_snapshot(encode_snapshot(old), target))
+            self.snapshots.claim(target)
+        except Exception as exc:  # keep the last snapshot on disk; say what that loses
+            note = f"could not snapshot the live store ({exc}); restoring the last snapshot on disk"
+        else:
+            note = "snapshot of the live store"
+        try:
+            loaded = await asyncio.to_thread(load_for_model, target, self.config.store_max_tokens, self.model.vocab_size)
+        except (SnapshotError, OSError) as exc:
+            return TrajectoryStore(self.config.store_max_tokens), {"kept": f"nothing: {note}, which failed: {exc}",
+                                                                  "num_prompts_lost": old.stats().num_prompts}
+        report = restore_report(target, loaded)
+        report.update(kept=note, num_prompts_lost=max(0, old.stats().num_prompts - len(loaded.store)))
+        return loaded.store, report
 
-    # ------------------------------------------------------------------ read-only views
+    # ------------------------------------------------------------------ views
+    async def _publish(self) -> None:
+        runtime = self.host.runtime
+        if runtime is None:
+            return
+        self.store_state = await runtime.astore_call(store_summary)
+        self.metrics.set_state(runtime.policy_version, self.store_state)
+
+    async def store_digest(self) -> dict[str, Any]:
+        digest = await self.host.guard(lambda rt: rt.astore_call(content_digest))
+        return {"content_sha256": digest, "store": self.store_state}
+
     def health(self) -> dict[str, Any]:
+        runtime, host = self.host.runtime, self.host
+        core = runtime.health() if runtime is not None and host.state == "ok" else {}
+        status = core.get("status", host.state) if host.state == "ok" else host.state
         return {
-            "status": "poisoned" if self.engine.poisoned else "ok",
-            "policy_version": self.engine.policy_version,
-            "num_steps": self._num_steps,
-            "busy": self._lock.locked(),
+            **core,
+            "status": status,
+            "reason": core.get("reason") or host.reason,
+            "busy": bool(runtime is not None and runtime.busy),
+            "updates_in_flight": self.weights.in_flight,
             "uptime_s": time.time() - self._started,
-            "model_path": self.engine.config.model_path,
+            "model_path": self.config.model_path,
+            "weights_from": host.model_path,
             "vocab_size": self.model.vocab_size,
             "context_len": self.model.context_len,
+            "mode": self.config.mode,
             "lenience": self.config.lenience,
-            "snapshot_path": self.config.snapshot_path,
+            "snapshot_dir": None if self.snapshots is None else str(self.snapshots.root),
+            "snapshot_path": None if self.snapshots is None or self.snapshots.default_path is None else str(self.snapshots.default_path),
             "restored_from": self.restored_from,
+            "engine_restarts": host.restarts,
+            "auth": self.config.auth_token is not None,
+            "store": self.store_state,
         }
 
     def stats(self, since: int = 0) -> dict[str, Any]:
-        """Step rows with `step >= since` (at most `history_len` kept), plus the store's state."""
-        rows = [r for r in list(self._history) if r["step"] >= since]
-        return {"policy_version": self.engine.policy_version, "num_steps": self._num_steps,
-                "steps": rows, "store": self._store_stats}
+        runtime = self.host.runtime
+        return {"policy_version": None if runtime is None else runtime.policy_version,
+                "num_steps": None if runtime is None else runtime.num_steps,
+                "steps": self.log.since(since), "store": self.store_state}
 
-
-def _store_dict(store: TrajectoryStore) -> dict[str, Any]:
-    stats = store.stats()
-    return {**dataclasses.asdict(stats), "slot_hit_rate": stats.slot_hit_rate, "max_tokens": store.max_tokens}
-
-
-def _request_field(call: RolloutCall, exc: Exception) -> str:
-    for i, req in enumerate(call.requests):
-        if repr(req.prompt_id) in str(exc):
-            return f"requests[{i}].prompt_ids"
-    return "requests"
+    async def close(self) -> dict[str, Any] | None:
+        """Save the default snapshot (the steps in flight keep running until the engine stops)."""
+        if self.host.runtime is None or self.host.state != "ok":
+            return None
+        return await self.save_default()

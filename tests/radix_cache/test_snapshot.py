@@ -140,3 +140,90 @@ def test_failed_save_leaves_previous_file_untouched(tmp_path, monkeypatch, faili
         save_snapshot(bigger, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store.snap"]  # no temp file left
+
+
+# ---- checked loads (read_snapshot), split writes, content digests -------------------------------
+
+
+def test_configured_budget_replaces_the_saved_one(tmp_path):
+    path = tmp_path / "store.snap"
+    save_snapshot(make_store(), path)  # saved with max_tokens=60
+    loaded = snapshot.read_snapshot(path, max_tokens=1000)
+    assert loaded.store.max_tokens == 1000 and loaded.saved_max_tokens == 60
+    assert loaded.num_prompts_saved == 3 and loaded.dropped == [] and loaded.num_evicted == 0
+    tight = snapshot.read_snapshot(path, max_tokens=10)  # only the most recent prompt that fits stays
+    assert tight.store.max_tokens == 10 and tight.store.total_tokens() <= 10
+    assert tight.num_evicted == 3 - len(tight.store) and tight.num_evicted >= 2
+    assert snapshot.read_snapshot(path).store.max_tokens == 60  # SAVED: the file's budget
+    assert snapshot.read_snapshot(path, max_tokens=None).store.max_tokens is None
+
+
+def test_prompts_outside_the_vocabulary_are_dropped_and_listed(tmp_path):
+    path = tmp_path / "store.snap"
+    save_snapshot(make_store(), path)  # "c" holds token ids up to 29, "a" up to 9, "b" up to 9
+    loaded = snapshot.read_snapshot(path, vocab_size=20)
+    assert [pid for pid, _ in loaded.dropped] == ["c"]
+    assert "token id 29 outside the vocabulary [0, 20)" in loaded.dropped[0][1]
+    assert sorted(loaded.store.prompt_ids()) == ["a", "b"]
+    assert loaded.store.samples("b")[0].token_ids.tolist() == [7, 8, 9]
+
+
+def test_plain_load_refuses_what_read_snapshot_would_drop(tmp_path):
+    store = make_store()
+    body = msgpack.unpackb(msgpack.unpackb(snapshot.encode_snapshot(store), raw=False)["body"], raw=False)
+    node = body["prompts"][0]["nodes"][0]  # [parent, tokens, logprobs, versions]
+    node[2] = np.full(len(node[1]) // 4, 0.5, "<f4").tobytes()  # log-probs > 0
+    raw = msgpack.packb(body, use_bin_type=True)
+    data = _rewrap(snapshot.encode_snapshot(store), body=raw, body_sha256=hashlib.sha256(raw).hexdigest())
+    path = tmp_path / "bad.snap"
+    path.write_bytes(data)
+    first = body["prompts"][0]["id"]
+    loaded = snapshot.read_snapshot(path)
+    assert [pid for pid, _ in loaded.dropped] == [first] and "log-prob" in loaded.dropped[0][1]
+    with pytest.raises(SnapshotError, match=f"prompt '{first}' is invalid"):
+        load_snapshot(path)
+
+
+def test_prompt_id_rule_drops_prompts(tmp_path):
+    path = tmp_path / "store.snap"
+    save_snapshot(make_store(), path)
+
+    def no_b(prompt_id):
+        if prompt_id == "b":
+            raise ValueError("prompt_id 'b' is reserved")
+
+    loaded = snapshot.read_snapshot(path, check_prompt_id=no_b)
+    assert loaded.dropped == [("b", "prompt_id 'b' is reserved")] and sorted(loaded.store.prompt_ids()) == ["a", "c"]
+
+
+def test_encode_then_write_equals_save(tmp_path):
+    store = make_store()
+    save_snapshot(store, tmp_path / "one.snap")
+    snapshot.write_snapshot(snapshot.encode_snapshot(store), tmp_path / "two.snap")
+    assert (tmp_path / "one.snap").read_bytes() == (tmp_path / "two.snap").read_bytes()
+    assert snapshot.tmp_name_pattern(tmp_path / "one.snap") == ".one.snap.*.tmp"
+
+
+def test_content_digest_tracks_contents_not_statistics(tmp_path):
+    store = make_store()
+    digest = snapshot.content_digest(store)
+    store.lookup("a", [1, 2], 2, lock=True)  # counters, LRU order and locks: not contents
+    store.reset_stats()
+    assert snapshot.content_digest(store) == digest
+    path = tmp_path / "store.snap"
+    save_snapshot(store, path)
+    assert snapshot.content_digest(load_snapshot(path)) == digest  # a round trip keeps it
+    changed = []
+    for mutate in (
+        lambda s: s.put("b", [3], [resp([7, 8, 9], [1, 1, 2])]),  # one sample fewer
+        lambda s: s.put("b", [3], [resp([7, 8, 9], [1, 1, 3]), resp([7, 8], [1, 1])]),  # a version
+        lambda s: s.put("c", [4], [resp(list(range(29)) + [30])]),  # a token
+        lambda s: s.put("z", [0], [resp([1])]),  # a new prompt
+    ):
+        other = load_snapshot(path)
+        mutate(other)
+        changed.append(snapshot.content_digest(other) != digest)
+    other = load_snapshot(path)
+    other.put("c", [4], [Response(np.arange(30, dtype=np.int32), resp(list(range(30))).logprobs - 0.5)])  # log-probs only
+    changed.append(snapshot.content_digest(other) != digest)
+    assert changed == [True] * 5

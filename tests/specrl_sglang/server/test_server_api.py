@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from specrl_sglang.server.client import RolloutClient, ServerError
+from specrl_sglang.server.client import ServerError
 
 MAX_LEN = 24
 
@@ -19,7 +19,7 @@ def prompts(salt, num_prompts=3, n=3):
 
 @pytest.fixture(scope="module")
 def client(server):
-    with RolloutClient(server.url) as c:
+    with server.client() as c:
         yield c
 
 
@@ -75,7 +75,7 @@ def test_weight_update_waits_for_the_step_in_flight(server, client, base_weights
     result = {}
 
     def run():
-        with RolloutClient(server.url) as c:
+        with server.client() as c:
             result["reply"] = c.rollout(slow, 200, sampling={"ignore_eos": True})
 
     worker = threading.Thread(target=run)
@@ -91,7 +91,7 @@ def test_weight_update_waits_for_the_step_in_flight(server, client, base_weights
     assert client.health()["policy_version"] == version
     update = client.update_weights(base_weights)  # default: wait for the step in flight
     worker.join(60)
-    assert update["waited_s"] > 0.1 and update["policy_version"] == version + 1
+    assert update["seconds"] > 0.1 and update["policy_version"] == version + 1
     reply = result["reply"]
     assert reply["policy_version"] == version  # the step was served entirely under the old policy
     row = next(r for r in client.stats()["steps"] if r["step"] == reply["step"])
@@ -104,11 +104,11 @@ def test_flush_snapshot_restore_and_health(server, client):
     client.rollout(reqs, MAX_LEN)
     flushed = client.flush()
     assert flushed["store"]["num_prompts"] > 0  # KV only; drafts stay
-    saved = client.snapshot("api-snap.bin")
-    assert saved["bytes"] > 0 and (server.workdir / "api-snap.bin").exists()
+    saved = client.snapshot("api-snap.snap")
+    assert saved["bytes"] > 0 and (server.snapdir / "api-snap.snap").exists()
     client.rollout(prompts(4, num_prompts=2), MAX_LEN)
     grown = client.stats()["store"]["num_prompts"]
-    restored = client.restore("api-snap.bin")
+    restored = client.restore("api-snap.snap")
     assert restored["store"]["num_prompts"] == saved["store"]["num_prompts"] == grown - 2
     assert client.rollout(reqs, MAX_LEN)["stats"]["full_reuse_ratio"] == 1.0
     assert client.flush(store=True)["store"]["num_prompts"] == 0

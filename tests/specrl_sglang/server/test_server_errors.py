@@ -1,27 +1,12 @@
 """Bad requests get a clear 4xx naming the field and change nothing (real server, raw HTTP)."""
 
-import json
-
-import msgpack
 import numpy as np
 import pytest
 import requests
 
-from specrl_sglang.server.client import RolloutClient, ServerError
+from specrl_sglang.server.client import ServerError
 
 GOOD = {"requests": [{"prompt_id": "e-0", "prompt_ids": [5, 6, 7, 8], "n": 2}], "max_response_len": 8}
-
-
-def post(url, path, body, fmt="msgpack", **headers):
-    if fmt == "msgpack":
-        data, ctype = msgpack.packb(body, use_bin_type=True), "application/msgpack"
-    elif fmt == "json":
-        data, ctype = json.dumps(body).encode(), "application/json"
-    else:
-        data, ctype = body, fmt
-    r = requests.post(f"{url}/{path}", data=data, headers={"Content-Type": ctype, **headers}, timeout=60)
-    parse = msgpack.unpackb if "msgpack" in r.headers.get("content-type", "") else json.loads
-    return r.status_code, parse(r.content)
 
 
 def with_request(**changes):
@@ -54,25 +39,25 @@ def with_request(**changes):
     ],
 )
 def test_malformed_rollout_bodies_are_400_naming_the_field(server, body, field):
-    status, reply = post(server.url, "rollout", body)
+    status, reply = server.post("rollout", body)
     assert status == 400, reply
     assert reply["error"]["kind"] == "bad_request" and reply["error"]["field"] == field
     assert reply["error"]["message"]
 
 
 def test_context_overflow_is_400_and_json_is_accepted(server):
-    status, reply = post(server.url, "rollout", with_request(prompt_ids=[5 + i % 200 for i in range(500)]) | {"max_response_len": 64}, "json")
+    status, reply = server.post("rollout", with_request(prompt_ids=[5 + i % 200 for i in range(500)]) | {"max_response_len": 64}, "json")
     assert status == 400 and reply["error"]["field"] == "requests[0].prompt_ids"
     assert "context length 512" in reply["error"]["message"]
-    status, reply = post(server.url, "rollout", GOOD, "json")  # the same request, well-formed, as JSON
+    status, reply = server.post("rollout", GOOD, "json")  # the same request, well-formed, as JSON
     assert status == 200 and len(reply["samples"]) == 2 and isinstance(reply["samples"][0]["token_ids"], list)
 
 
 def test_unparseable_bodies_and_content_types(server):
-    assert post(server.url, "rollout", b"\xc1\xc1garbage", "application/msgpack")[0] == 400
-    status, reply = post(server.url, "rollout", b"{not json", "application/json")
+    assert server.post("rollout", b"\xc1\xc1garbage", "application/msgpack")[0] == 400
+    status, reply = server.post("rollout", b"{not json", "application/json")
     assert status == 400 and "malformed JSON" in reply["error"]["message"]
-    assert post(server.url, "rollout", b"prompt=1", "application/x-www-form-urlencoded")[0] == 415
+    assert server.post("rollout", b"prompt=1", "application/x-www-form-urlencoded")[0] == 415
     assert requests.get(f"{server.url}/nope", timeout=10).status_code == 404
     r = requests.get(f"{server.url}/rollout", timeout=10)
     assert r.status_code == 405 and r.json()["error"]["kind"] == "method_not_allowed"
@@ -80,13 +65,13 @@ def test_unparseable_bodies_and_content_types(server):
 
 def test_oversized_body_is_413(server):
     big = with_request(prompt_ids=list(range(5, 200)) * 6000)  # ~1.7 MB of msgpack > the 1 MiB limit
-    status, reply = post(server.url, "rollout", big)
+    status, reply = server.post("rollout", big)
     assert status == 413 and reply["error"]["kind"] == "too_large"
-    assert RolloutClient(server.url).health()["status"] == "ok"
+    assert server.client().health()["status"] == "ok"
 
 
 def test_prompt_id_collision_is_409_and_leaves_the_store_unchanged(server):
-    client = RolloutClient(server.url)
+    client = server.client()
     reqs = [{"prompt_id": "collide", "prompt_ids": np.array([9, 8, 7, 6]), "n": 2}]
     first = client.rollout(reqs, 8)
     store_before = client.stats()["store"]
@@ -101,24 +86,26 @@ def test_prompt_id_collision_is_409_and_leaves_the_store_unchanged(server):
     assert [tuple(s["token_ids"]) for s in again["samples"]] == [tuple(s["token_ids"]) for s in first["samples"]]
 
 
-def test_max_response_len_below_stored_drafts_is_400(server):
-    client = RolloutClient(server.url)
+def test_stored_drafts_longer_than_max_response_len_are_cut_to_it(server):
+    client = server.client()
     reqs = [{"prompt_id": "long-drafts", "prompt_ids": [3, 4, 5], "n": 2}]
     first = client.rollout(reqs, 12, sampling={"ignore_eos": True})
     assert all(len(s["token_ids"]) == 12 for s in first["samples"])
-    with pytest.raises(ServerError) as err:
-        client.rollout(reqs, 4)
-    assert err.value.status == 400 and err.value.field == "requests[0].prompt_ids" and "max_response_len" in err.value.message
-    assert client.rollout(reqs, 12)["stats"]["full_reuse_ratio"] == 1.0  # drafts intact and unlocked
+    short = client.rollout(reqs, 4)  # a draft's prefix is a valid draft: served whole, cut to the budget
+    assert short["stats"]["full_reuse_ratio"] == 1.0 and short["stats"]["num_tokens_decoded"] == 0
+    assert sorted(tuple(s["token_ids"]) for s in short["samples"]) == sorted(tuple(s["token_ids"][:4]) for s in first["samples"])
+    assert all(s["finish_reason"] == "length" for s in short["samples"])
+    stored = server.contents()["long-drafts"]  # the step's samples replaced the longer drafts
+    assert sorted(tuple(t) for t, _, _ in stored) == sorted(tuple(s["token_ids"]) for s in short["samples"])
 
 
 def test_bad_weight_updates_and_paths_change_nothing(server):
-    client = RolloutClient(server.url)
+    client = server.client()
     version = client.health()["policy_version"]
     tensor = {"dtype": "float32", "shape": [2, 2], "data": b"\x00" * 12}
-    assert post(server.url, "update_weights", {"tensors": {"w": tensor}})[1]["error"]["field"] == "tensors.w.data"
-    assert post(server.url, "update_weights", {"tensors": {"w": {**tensor, "dtype": "complex"}}})[1]["error"]["field"] == "tensors.w.dtype"
-    assert post(server.url, "update_weights", {"tensors": {}})[1]["error"]["field"] == "tensors"
+    assert server.post("update_weights", {"tensors": {"w": tensor}})[1]["error"]["field"] == "tensors.w.data"
+    assert server.post("update_weights", {"tensors": {"w": {**tensor, "dtype": "complex"}}})[1]["error"]["field"] == "tensors.w.dtype"
+    assert server.post("update_weights", {"tensors": {}})[1]["error"]["field"] == "tensors"
     with pytest.raises(ServerError) as err:  # SGLang would skip an unknown name silently
         client.update_weights({"model.no_such.weight": __import__("torch").zeros(2)})
     assert err.value.status == 400 and "no parameter named 'model.no_such.weight'" in err.value.message

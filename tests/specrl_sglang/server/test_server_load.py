@@ -1,23 +1,23 @@
 """Concurrent clients from several processes on loopback: every response is complete and correct."""
 
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from specrl_sglang.server.client import RolloutClient
-
 NUM_WORKERS, NUM_ROUNDS = 4, 2
 
 
 def test_concurrent_clients_from_several_processes(server):
-    client = RolloutClient(server.url)
+    client = server.client()
     steps_before = client.health()["num_steps"]
     worker = Path(__file__).with_name("load_worker.py")
     t0 = time.perf_counter()
     procs = [
-        subprocess.Popen([sys.executable, str(worker), server.url, str(w), str(NUM_ROUNDS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, str(worker), server.url, str(w), str(NUM_ROUNDS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "SPECRL_AUTH_TOKEN": server.token})
         for w in range(NUM_WORKERS)
     ]
     outputs = [p.communicate(timeout=240) for p in procs]

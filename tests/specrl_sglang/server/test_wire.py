@@ -11,9 +11,10 @@ from specrl_sglang.server.client import _request_body, encode_tensor
 from specrl_sglang.server.codec import JSON, MSGPACK, clean, decode, encode, media_type_of, response_type
 from specrl_sglang.server.errors import ApiError
 from specrl_sglang.server.metrics import ServiceMetrics
-from specrl_sglang.server.schema import ModelShape, ServerLimits, parse_rollout, parse_tensors
+from specrl_sglang.server.schema import ServerLimits, parse_rollout, parse_tensors
+from specrl_sglang.token_checks import ModelLimits
 
-MODEL = ModelShape(vocab_size=100, context_len=64)
+MODEL = ModelLimits(vocab_size=100, context_len=64)
 
 
 def test_codec_round_trips_and_negotiates():
@@ -45,7 +46,7 @@ def test_parse_rollout_accepts_lists_and_int32_bytes():
         "sampling": {"temperature": 0.7, "top_k": 5, "stop_token_ids": [9], "ignore_eos": True},
         "max_response_len": 16,
     }
-    call = parse_rollout(body, ServerLimits(), MODEL)
+    call = parse_rollout(body, ServerLimits(), MODEL, "spec-rl")
     assert [r.prompt_id for r in call.requests] == ["a", "b"]
     assert call.requests[1].prompt_ids.tolist() == [4, 5] and call.requests[0].num_samples == 2
     assert call.sampling.temperature == 0.7 and call.sampling.stop_token_ids == (9,) and call.max_response_len == 16
@@ -57,13 +58,13 @@ def test_parse_rollout_accepts_lists_and_int32_bytes():
         (ServerLimits(max_prompts=1), [{"prompt_id": "a", "prompt_ids": [1], "n": 1}] * 2, "requests"),
         (ServerLimits(max_samples_per_prompt=4), [{"prompt_id": "a", "prompt_ids": [1], "n": 5}], "requests[0].n"),
         (ServerLimits(max_total_samples=3), [{"prompt_id": p, "prompt_ids": [1], "n": 2} for p in "ab"], "requests"),
-        (ServerLimits(max_prompt_id_len=3), [{"prompt_id": "abcd", "prompt_ids": [1], "n": 1}], "requests[0].prompt_id"),
+        (ServerLimits(), [{"prompt_id": "a" * 513, "prompt_ids": [1], "n": 1}], "requests[0].prompt_id"),
         (ServerLimits(), [{"prompt_id": "a", "prompt_ids": list(range(1, 60)), "n": 1}], "requests[0].prompt_ids"),
     ],
 )
 def test_parse_rollout_enforces_count_and_context_limits(limits, requests, field):
     with pytest.raises(ApiError) as err:
-        parse_rollout({"requests": requests, "max_response_len": 8}, limits, MODEL)
+        parse_rollout({"requests": requests, "max_response_len": 8}, limits, MODEL, "spec-rl")
     assert err.value.status == 400 and err.value.field == field
 
 
@@ -71,8 +72,8 @@ def test_parse_rollout_enforces_count_and_context_limits(limits, requests, field
 def test_tensors_round_trip_through_the_wire_format(dtype):
     t = (torch.randn(3, 4) * 10).to(dtype)
     body = msgpack.unpackb(msgpack.packb({"tensors": {"w": encode_tensor(t), "s": encode_tensor(torch.tensor(2.0))}, "wait_s": 1.5}))
-    named, wait_s = parse_tensors(body)
-    assert wait_s == 1.5 and [n for n, _ in named] == ["w", "s"]
+    named, options = parse_tensors(body)
+    assert options.wait_s == 1.5 and options.interrupt is False and [n for n, _ in named] == ["w", "s"]
     assert named[0][1].dtype == dtype and torch.equal(named[0][1], t) and named[1][1].shape == ()
     arr = np.arange(6, dtype=np.float32).reshape(2, 3)
     assert torch.equal(parse_tensors({"tensors": {"a": encode_tensor(arr)}})[0][0][1], torch.from_numpy(arr))
@@ -91,7 +92,7 @@ def test_metrics_render_step_and_store_state():
     row = {"total_s": 0.2, "full_reuse_ratio": 0.5, "kv_hit_ratio": None, "num_samples": 4, "num_fully_reused": 2,
            "num_with_draft": 4, "num_tokens_decoded": 10, "num_tokens_reused": 30, "num_draft_tokens": 40,
            "kv_cached_tokens": 0, "kv_expected_tokens": 0}
-    m.observe_step(row)
+    m.observe_step({**row, "mode": "exact"})
     m.set_state(3, {"total_tokens": 100, "num_prompts": 2, "num_samples": 4, "num_evicted_prompts": 1, "num_evicted_tokens": 7})
     m.observe_request("rollout", 200, 0.2)
     values = {s.name: s.value for f in text_string_to_metric_families(m.render().decode()) for s in f.samples}
