@@ -2,25 +2,36 @@
 # A few real OpenRLHF GRPO steps on CPU with the SGLang speculative rollout backend.
 #
 #   bash examples/openrlhf/train_tiny_cpu.sh [OUT_DIR] [extra OpenRLHF / --spec.* flags ...]
+#   bash examples/openrlhf/train_tiny_cpu.sh --help      # this text, then the launcher's flags
 #
-# Tiny local policy (random Qwen2, ~0.2M params) on a toy reversal task, 8 prompts x 4 samples, two
-# passes over the prompts (--train.num_episodes 2): pass 1 rolls out from scratch, pass 2 starts from
-# pass 1's responses as drafts. Real Ray, real DeepSpeed (CPU accelerator, gloo), OpenRLHF's own
-# trainer, a real SGLang engine. Takes ~2-4 minutes on 2 cores. Per-step draft reuse lands in
-# OpenRLHF's log line ("Global step N: {... 'spec_full_reuse': ...}"), in TensorBoard under
-# OUT_DIR/tb (train/spec_*), in OUT_DIR/spec_steps.jsonl, and in the summary printed at the end.
+# Tiny local policy (random Qwen2, ~0.2M params) on a toy reversal task, NUM_PROMPTS (default 8)
+# prompts x 4 samples, two passes over the prompts (--train.num_episodes 2): pass 1 rolls out from
+# scratch, pass 2 starts from pass 1's responses as drafts. Real Ray, real DeepSpeed (CPU
+# accelerator, gloo), OpenRLHF's own trainer, a real SGLang engine. Extra flags are appended, so
+# they override the defaults below (e.g. --spec.mode vanilla for the no-reuse baseline,
+# --train.async_enable --train.partial_rollout_enable, --algo.dynamic_filtering_enable,
+# --eval.dataset OUT_DIR/task/prompts.jsonl, --ckpt.save_steps 2 / --ckpt.load_enable).
+# With RAY_ADDRESS set it joins that Ray cluster instead of starting one.
+# Per-step draft reuse lands in OpenRLHF's log line ("Global step N: {... 'spec_full_reuse': ...}"),
+# in TensorBoard under OUT_DIR/tb (train/spec_*), in OUT_DIR/spec_steps.jsonl (one line per
+# rollout step, i.e. per prompt group), and in the summary printed at the end.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+py="${PYTHON:-$root/.venv/bin/python}"
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  echo
+  exec "$py" -m integrations.openrlhf.train_ppo_ray --help
+fi
 out="${1:-${TMPDIR:-/tmp}/specrl_openrlhf_tiny}"
 shift || true
-py="${PYTHON:-$root/.venv/bin/python}"
 cd "$root"
 "$py" examples/openrlhf/make_tiny_task.py "$out/task" --num-prompts "${NUM_PROMPTS:-8}" >/dev/null
 rm -f "$out/spec_steps.jsonl"
 
 exec "$py" -m integrations.openrlhf.train_ppo_ray \
   --rollout.backend sglang-spec \
-  --spec.lenience 1.6487 \
+  --spec.mode spec-rl --spec.lenience 1.6487 \
   --spec.max_total_tokens 8192 \
   --spec.stats_jsonl "$out/spec_steps.jsonl" \
   --spec.ray_object_store_mb 200 \

@@ -1,53 +1,46 @@
-"""Which OpenRLHF flag combinations the sglang-spec backend serves, checked before anything starts.
+"""Which OpenRLHF runs the sglang-spec backend serves, decided before Ray or any model starts.
 
-`check_combination` reads the few OpenRLHF flags that matter (with OpenRLHF's own names, types and
-defaults; OpenRLHF's parser still validates everything else later) and raises `SpecArgError` with
-the reason and the fix for each unsupported combination. It returns the logical Ray resources the
-run needs on a CPU-only machine (OpenRLHF's model actors each ask for one "GPU").
+`plan_run` parses the run's OpenRLHF flags with OpenRLHF's own parser (openrlhf_flags: its names,
+types, defaults; an unknown flag exits there, as OpenRLHF would), raises `SpecArgError` with the
+reason and the fix for each combination our engines cannot serve, and returns a `RunPlan`: what
+the launcher and the engines need to know about the run. `--vllm.enable_sleep` is left to
+OpenRLHF, which turns it off itself unless `--train.colocate_all` is set (and colocation is GPU
+only, refused here on CPU).
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from integrations.openrlhf.openrlhf_flags import parse_openrlhf_args
 from integrations.openrlhf.sampling_translation import UnsupportedSamplingError, check_processed_logprobs
 from integrations.openrlhf.spec_args import SpecArgError, SpecSettings
 from specrl_sglang.sampling import SamplingConfig
+from specrl_sglang.spec_config import check_mode_sampling
+
+VLLM_ON_CPU = (
+    "--rollout.backend vllm runs stock OpenRLHF with vLLM engines, which need a GPU (the vllm installed here "
+    "has no CPU build). On CPU, the no-reuse baseline is --rollout.backend sglang-spec --spec.mode vanilla "
+    "(the same SGLang engines, every sample decoded from scratch)"
+)
 
 
-def _openrlhf_subset() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)  # same defaults as openrlhf/cli/train_ppo_ray.py
-    p.add_argument("--vllm.num_engines", type=int, default=None)
-    p.add_argument("--vllm.tensor_parallel_size", type=int, default=1)
-    p.add_argument("--vllm.sync_backend", default="nccl")
-    p.add_argument("--vllm.sync_with_ray", action="store_true")
-    p.add_argument("--vllm.enable_sleep", action="store_true")
-    p.add_argument("--train.colocate_all", action="store_true")
-    p.add_argument("--train.async_enable", action="store_true")
-    p.add_argument("--data.max_images_per_prompt", type=int, default=0)
-    p.add_argument("--ds.lora.rank", type=int, default=0)
-    p.add_argument("--ds.attn_implementation", default="flash_attention_2")
-    p.add_argument("--ds.packing_samples", action="store_true")
-    p.add_argument("--ds.ring_attn_size", type=int, default=1)
-    p.add_argument("--ds.tensor_parallel_size", type=int, default=1)
-    p.add_argument("--train.dynamic_batch_enable", action="store_true")
-    p.add_argument("--rollout.temperature", type=float, default=1.0)
-    p.add_argument("--rollout.top_p", type=float, default=1.0)
-    p.add_argument("--algo.advantage.is_correction_level", default="off")
-    p.add_argument("--algo.advantage.estimator", default="gae")
-    p.add_argument("--algo.kl.init_coef", type=float, default=0.01)
-    p.add_argument("--reward.remote_url", default=None)
-    p.add_argument("--train.agent_func_path", default=None)
-    for role in ("actor", "ref", "critic", "reward"):
-        p.add_argument(f"--{role}.num_nodes", type=int, default=1)
-        p.add_argument(f"--{role}.num_gpus_per_node", type=int, default=8)
-    return p
+@dataclass(frozen=True)
+class RunPlan:
+    """The facts about an OpenRLHF run that the launcher and the engines act on."""
+
+    num_engines: int
+    ray_gpus: int  # logical GPU slots OpenRLHF's model actors ask for (CPU runs: nothing uses a GPU)
+    ray_cpus: int
+    dynamic_filtering_range: tuple[float, float] | None
+    async_enable: bool
+    partial_rollout: bool
 
 
-def check_combination(argv: Sequence[str], settings: SpecSettings, *, on_cpu: bool) -> dict[str, int]:
-    """Raise SpecArgError for unsupported combinations; return {"cpus": n, "gpus": n} for a CPU Ray."""
-    a = vars(_openrlhf_subset().parse_known_args(list(argv))[0])
+def plan_run(argv: Sequence[str], settings: SpecSettings, *, on_cpu: bool) -> RunPlan:
+    """Raise SpecArgError for unsupported combinations; see module docstring."""
+    a = parse_openrlhf_args(list(argv))
     errors = []
     if not a["vllm.num_engines"] or a["vllm.num_engines"] < 1:
         errors.append("--rollout.backend sglang-spec needs --vllm.num_engines >= 1 (the engines it replaces)")
@@ -57,13 +50,17 @@ def check_combination(argv: Sequence[str], settings: SpecSettings, *, on_cpu: bo
         errors.append("--data.max_images_per_prompt: the backend serves text-only models")
     if a["ds.lora.rank"]:
         errors.append("--ds.lora.rank > 0: LoRA weight sync is not supported (engines load full parameters)")
-    if a["vllm.enable_sleep"] and on_cpu:
-        errors.append("--vllm.enable_sleep needs a GPU (SGLang's memory saver releases CUDA memory)")
+    sampling = SamplingConfig(temperature=a["rollout.temperature"], top_p=a["rollout.top_p"])
     if a["algo.advantage.is_correction_level"] != "off":
         try:
-            check_processed_logprobs(SamplingConfig(temperature=a["rollout.temperature"], top_p=a["rollout.top_p"]))
+            check_processed_logprobs(sampling)
         except UnsupportedSamplingError as exc:
             errors.append(str(exc))
+    if settings.mode == "exact":
+        try:
+            check_mode_sampling("exact", sampling)
+        except ValueError as exc:
+            errors.append(f"--spec.mode exact: {exc}")
     if on_cpu:
         if a["train.colocate_all"]:
             errors.append("--train.colocate_all shares GPUs through CUDA IPC: GPU only")
@@ -84,4 +81,12 @@ def check_combination(argv: Sequence[str], settings: SpecSettings, *, on_cpu: bo
         gpus += a["critic.num_nodes"] * a["critic.num_gpus_per_node"]
     if not (a["reward.remote_url"] or a["train.agent_func_path"]):
         gpus += a["reward.num_nodes"] * a["reward.num_gpus_per_node"]
-    return {"gpus": gpus, "cpus": gpus + (a["vllm.num_engines"] or 0) + 2}
+    filtering = tuple(a["algo.dynamic_filtering_range"]) if a["algo.dynamic_filtering_enable"] else None
+    return RunPlan(
+        num_engines=a["vllm.num_engines"],
+        ray_gpus=gpus,
+        ray_cpus=gpus + a["vllm.num_engines"] + 2,
+        dynamic_filtering_range=filtering,  # type: ignore[arg-type]
+        async_enable=a["train.async_enable"],
+        partial_rollout=a["train.partial_rollout_enable"],
+    )

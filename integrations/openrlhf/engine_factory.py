@@ -7,7 +7,9 @@ max_images_per_prompt=...)` and hands the returned actor handles to its trainer.
 is such a callable. Placement mirrors OpenRLHF's: one GPU per engine in a PACK placement group, or
 0.2 GPU on the shared placement group in colocated mode; on CPU engines take one CPU and no GPU.
 After creation every engine is told the handles of all engines (the sharded draft store), unless
-`--spec.placement local` keeps each engine's drafts to itself.
+`--spec.placement local` keeps each engine's drafts to itself. Sleep mode: OpenRLHF passes
+`vllm_enable_sleep` only with `--train.colocate_all` (it turns the flag off otherwise); then the
+engines start with SGLang's memory saver and are put to sleep, as OpenRLHF does with vLLM's.
 """
 
 from __future__ import annotations

@@ -1,44 +1,42 @@
 """Our launcher flags (`--rollout.backend`, `--spec.*`), split off argv before OpenRLHF parses the rest.
 
-| flag | default | meaning |
-|---|---|---|
-| `--rollout.backend {vllm,sglang-spec}` | vllm | `sglang-spec` swaps OpenRLHF's vLLM engines for ours |
-| `--spec.lenience L` | e^0.5 | SPEC-RL lenience l >= 1 (1: vanilla acceptance; `inf`: reuse every draft) |
-| `--spec.disable` | off | same engines, no drafts (the no-reuse baseline) |
-| `--spec.seed S` | 0 | acceptance randomness (engine i uses S + i) |
-| `--spec.store_max_tokens N` | unbounded | draft store budget per engine shard (tokens), LRU-evicted |
-| `--spec.batch_window_ms W` | 20 | how long an engine waits for a burst of requests to end before a step |
-| `--spec.placement {shared,local}` | shared | drafts in a store sharded over all engines, or each engine keeps its own (see placement.py) |
-| `--spec.engine_profile {auto,cpu,gpu}` | auto | SGLang recipe (EngineConfig.profile); auto: gpu iff CUDA is available |
-| `--spec.engine_dtype D` | auto | SGLang dtype; auto: float32 on cpu, bfloat16 on gpu |
-| `--spec.max_total_tokens N` | 65536 (cpu) | SGLang KV pool size in tokens |
-| `--spec.mem_fraction_static F` | --vllm.gpu_memory_utilization | SGLang's static GPU memory fraction |
-| `--spec.engine_kwargs JSON` | {} | extra `sglang.Engine` keyword arguments |
-| `--spec.stats_jsonl PATH` | none | append every engine step's StepStats as one JSON line |
-| `--spec.ray_object_store_mb MB` | Ray's default | object store size when the launcher starts Ray itself |
+`spec_parser()` is the one definition of our flags (names, defaults, help text): `split_argv` parses
+with it and `--help` prints it. Defaults of the rollout rule are imported from their owner,
+`specrl_sglang.spec_config` (mode, lenience); `SpecSettings` validates through `SpecConfig`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+from specrl_sglang.spec_config import DEFAULT_LENIENCE, DEFAULT_MODE, MODES, SpecConfig
 
 BACKENDS = ("vllm", "sglang-spec")
+PLACEMENTS = ("shared", "local")
+PROFILES = ("auto", "cpu", "gpu")
+
+
+class SpecArgError(ValueError):
+    """A bad --spec.* / --rollout.backend flag or an incompatible flag combination."""
 
 
 @dataclass(frozen=True)
 class SpecSettings:
-    """Everything our rollout engines need beyond what OpenRLHF passes to create_vllm_engines."""
+    """Everything our rollout engines need beyond what OpenRLHF passes to create_vllm_engines.
 
-    lenience: float = math.exp(0.5)
-    enabled: bool = True
+    `dynamic_filtering_range` is OpenRLHF's `--algo.dynamic_filtering_range` when
+    `--algo.dynamic_filtering_enable` is on (the launcher fills it in), else None.
+    """
+
+    mode: str = DEFAULT_MODE
+    lenience: float = DEFAULT_LENIENCE
     seed: int = 0
     store_max_tokens: int | None = None
-    batch_window_s: float = 0.02
+    group_window_s: float = 0.02
     placement: str = "shared"
     engine_profile: str = "auto"
     engine_dtype: str = "auto"
@@ -46,66 +44,98 @@ class SpecSettings:
     mem_fraction_static: float | None = None
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     stats_jsonl: str | None = None
+    dynamic_filtering_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        from specrl_sglang.acceptance import check_lenience
-
-        check_lenience(self.lenience)
-        if self.placement not in ("shared", "local"):
+        self.spec_config(0)  # mode, lenience and seed are validated by their owner
+        if self.placement not in PLACEMENTS:
             raise ValueError(f"--spec.placement must be shared or local, got {self.placement!r}")
-        if self.engine_profile not in ("auto", "cpu", "gpu"):
+        if self.engine_profile not in PROFILES:
             raise ValueError(f"--spec.engine_profile must be auto, cpu or gpu, got {self.engine_profile!r}")
         if self.store_max_tokens is not None and self.store_max_tokens < 1:
             raise ValueError(f"--spec.store_max_tokens must be >= 1, got {self.store_max_tokens}")
-        if self.batch_window_s < 0:
-            raise ValueError(f"--spec.batch_window_ms must be >= 0, got {self.batch_window_s * 1000}")
+        if self.group_window_s < 0:
+            raise ValueError(f"--spec.group_window_ms must be >= 0, got {self.group_window_s * 1000}")
+
+    def spec_config(self, engine_index: int) -> SpecConfig:
+        """The rollout rule of engine `engine_index` (its acceptance seed is seed + index)."""
+        return SpecConfig(mode=self.mode, lenience=self.lenience, seed=self.seed + engine_index)  # type: ignore[arg-type]
 
 
-def _parser() -> argparse.ArgumentParser:
+class LauncherArgs(NamedTuple):
+    backend: str
+    settings: SpecSettings
+    ray_object_store_mb: int | None
+    openrlhf_argv: list[str]  # everything that is not ours, for OpenRLHF's own parser
+    spec_flags: list[str]  # the --spec.* flags given (they need --rollout.backend sglang-spec)
+
+
+def spec_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    p.add_argument("--rollout.backend", dest="backend", choices=BACKENDS, default="vllm")
-    p.add_argument("--spec.lenience", dest="lenience", type=float, default=math.exp(0.5))
-    p.add_argument("--spec.disable", dest="disable", action="store_true")
-    p.add_argument("--spec.seed", dest="seed", type=int, default=0)
-    p.add_argument("--spec.store_max_tokens", dest="store_max_tokens", type=int, default=None)
-    p.add_argument("--spec.batch_window_ms", dest="batch_window_ms", type=float, default=20.0)
-    p.add_argument("--spec.placement", dest="placement", default="shared")
-    p.add_argument("--spec.engine_profile", dest="engine_profile", default="auto")
-    p.add_argument("--spec.engine_dtype", dest="engine_dtype", default="auto")
-    p.add_argument("--spec.max_total_tokens", dest="max_total_tokens", type=int, default=65536)
-    p.add_argument("--spec.mem_fraction_static", dest="mem_fraction_static", type=float, default=None)
-    p.add_argument("--spec.engine_kwargs", dest="engine_kwargs", type=json.loads, default={})
-    p.add_argument("--spec.stats_jsonl", dest="stats_jsonl", default=None)
-    p.add_argument("--spec.ray_object_store_mb", dest="ray_object_store_mb", type=int, default=None)
+    g = p.add_argument_group("rollout backend (integrations.openrlhf)")
+    g.add_argument("--rollout.backend", dest="backend", choices=BACKENDS, default="vllm",
+                   help="sglang-spec: SGLang engines with speculative rollouts in place of OpenRLHF's vLLM engines; "
+                        "vllm: stock OpenRLHF (needs a GPU and a vLLM build for it)")
+    g.add_argument("--spec.mode", dest="mode", choices=MODES, default=None,
+                   help=f"rollout rule (default {DEFAULT_MODE}): spec-rl = SPEC-RL's lenient acceptance of the previous "
+                        "epoch's responses; exact = lossless (samples distributed exactly as fresh ones, temperature 1, "
+                        "top_p 1 only); vanilla = no drafts, the no-reuse baseline")
+    g.add_argument("--spec.disable", dest="disable", action="store_true",
+                   help="alias of --spec.mode vanilla")
+    g.add_argument("--spec.lenience", dest="lenience", type=float, default=DEFAULT_LENIENCE,
+                   help=f"SPEC-RL lenience l >= 1 (default e^0.5 = {DEFAULT_LENIENCE:.4f}; 1: vanilla speculative "
+                        "acceptance; inf: reuse every draft); spec-rl mode only")
+    g.add_argument("--spec.seed", dest="seed", type=int, default=0,
+                   help="acceptance randomness; engine i uses seed + i (draws are fresh every step, reproducible)")
+    g.add_argument("--spec.store_max_tokens", dest="store_max_tokens", type=int, default=None,
+                   help="draft budget per engine shard in tokens, whole prompts LRU-evicted (default: unbounded)")
+    g.add_argument("--spec.group_window_ms", dest="group_window_ms", type=float, default=20.0,
+                   help="how long a prompt's sample group waits for more of its samples when fewer than n arrive "
+                        "together (later turns of multi-turn agents); a full group starts at once")
+    g.add_argument("--spec.placement", dest="placement", choices=PLACEMENTS, default="shared",
+                   help="shared: one draft store sharded over all engines by prompt; local: each engine keeps its own")
+    g.add_argument("--spec.engine_profile", dest="engine_profile", choices=PROFILES, default="auto",
+                   help="SGLang recipe; auto = gpu iff CUDA is available")
+    g.add_argument("--spec.engine_dtype", dest="engine_dtype", default="auto",
+                   help="SGLang dtype; auto = float32 on cpu, bfloat16 on gpu")
+    g.add_argument("--spec.max_total_tokens", dest="max_total_tokens", type=int, default=65536,
+                   help="SGLang KV pool size in tokens")
+    g.add_argument("--spec.mem_fraction_static", dest="mem_fraction_static", type=float, default=None,
+                   help="SGLang static GPU memory fraction (default: --vllm.gpu_memory_utilization)")
+    g.add_argument("--spec.engine_kwargs", dest="engine_kwargs", type=json.loads, default={},
+                   help="JSON object of extra sglang.Engine keyword arguments")
+    g.add_argument("--spec.stats_jsonl", dest="stats_jsonl", default=None,
+                   help="append one JSON line per rollout step (StepStats + prompt, purpose, rule)")
+    g.add_argument("--spec.ray_object_store_mb", dest="ray_object_store_mb", type=int, default=None,
+                   help="object store size when the launcher starts Ray itself (ignored with RAY_ADDRESS)")
     return p
 
 
-class SpecArgError(ValueError):
-    """A bad --spec.* / --rollout.backend flag or an incompatible flag combination."""
-
-
-def split_argv(argv: Sequence[str]) -> tuple[str, SpecSettings, int | None, list[str]]:
-    """(backend, settings, ray_object_store_mb, the argv left for OpenRLHF's parser).
-
-    Any other `--spec.*` flag is an error here (OpenRLHF would reject it too, less clearly).
-    """
-    parser = _parser()
-    ns, rest = parser.parse_known_args(list(argv))
-    unknown = [a for a in rest if a.startswith("--spec.") or a.startswith("--rollout.backend")]
-    if unknown:
+def split_argv(argv: Sequence[str]) -> LauncherArgs:
+    """Our flags parsed, the rest left for OpenRLHF. SpecArgError for any bad or unknown `--spec.*`
+    (whether `--spec.*` flags fit the backend is the launcher's check: `spec_flags`)."""
+    parser = spec_parser()
+    try:
+        ns, rest = parser.parse_known_args(list(argv))
+    except SystemExit:  # argparse already printed the reason (e.g. a bad choice)
+        raise SpecArgError("see the message above") from None
+    stray = [a for a in rest if a.startswith("--spec.") or a.startswith("--rollout.backend")]
+    if stray:
         known = sorted(o for a in parser._actions for o in a.option_strings)
-        raise SpecArgError(f"unknown flag(s) {unknown}; ours are: {', '.join(known)}")
-    if ns.backend != "sglang-spec":
-        given = [a.split("=")[0] for a in argv if a.startswith("--spec.")]
-        if given:
-            raise SpecArgError(f"{given} only apply with --rollout.backend sglang-spec")
+        raise SpecArgError(f"unknown flag(s) {stray}; ours are: {', '.join(known)}")
+    given = sorted({a.split("=")[0] for a in argv if a.startswith("--spec.")} - {"--spec.ray_object_store_mb"})
+    if ns.disable and ns.mode not in (None, "vanilla"):
+        raise SpecArgError(f"--spec.disable (= --spec.mode vanilla) contradicts --spec.mode {ns.mode}")
+    mode = "vanilla" if ns.disable else (ns.mode or DEFAULT_MODE)
+    if not isinstance(ns.engine_kwargs, dict):
+        raise SpecArgError("--spec.engine_kwargs must be a JSON object")
     try:
         settings = SpecSettings(
+            mode=mode,
             lenience=ns.lenience,
-            enabled=not ns.disable,
             seed=ns.seed,
             store_max_tokens=ns.store_max_tokens,
-            batch_window_s=ns.batch_window_ms / 1000.0,
+            group_window_s=ns.group_window_ms / 1000.0,
             placement=ns.placement,
             engine_profile=ns.engine_profile,
             engine_dtype=ns.engine_dtype,
@@ -116,4 +146,4 @@ def split_argv(argv: Sequence[str]) -> tuple[str, SpecSettings, int | None, list
         )
     except ValueError as exc:
         raise SpecArgError(str(exc)) from None
-    return ns.backend, settings, ns.ray_object_store_mb, rest
+    return LauncherArgs(ns.backend, settings, ns.ray_object_store_mb, rest, given)

@@ -1,34 +1,53 @@
-"""Launch OpenRLHF's PPO/GRPO trainer with SGLang + SPEC-RL rollout engines in place of vLLM's.
+"""Launch OpenRLHF's PPO/GRPO trainer with SGLang speculative-rollout engines in place of vLLM's.
 
-    python -m integrations.openrlhf.train_ppo_ray <every openrlhf.cli.train_ppo_ray flag> \
-        --rollout.backend sglang-spec [--spec.lenience 1.6487 --spec.* ...]
+    python -m integrations.openrlhf.train_ppo_ray <openrlhf.cli.train_ppo_ray flags> \\
+        --rollout.backend sglang-spec [--spec.mode spec-rl|exact|vanilla --spec.* ...]
 
-What it does, in order:
-1. splits our flags (spec_args.py) off argv and checks the combination (compat.py): unknown
-   `--spec.*` flags and combinations our engines cannot serve fail here, before Ray starts;
-2. starts Ray itself (with OpenRLHF's default worker env, and on CPU-only machines the
-   cpu_runtime setup hook and the flash_attn stand-in on the workers' PYTHONPATH) unless Ray is up;
-3. replaces `openrlhf.trainer.ray.create_vllm_engines` (the name OpenRLHF's train_ppo_ray imports)
-   by `SpecEngineFactory`, then runs OpenRLHF's own `openrlhf.cli.train_ppo_ray` as `__main__`: its
-   parser (which rejects unknown flags), its argument checks, its `train()`, its trainer;
-4. prints a per-step summary of draft reuse from the engines when training ends.
-With `--rollout.backend vllm` (the default) it only runs OpenRLHF unchanged.
+In order:
+1. `-h` / `--help`: prints our flags and OpenRLHF's (read from its source, openrlhf_flags) and
+   exits, without importing torch, Ray or OpenRLHF;
+2. splits our flags off argv (spec_args) and checks the run (compat: OpenRLHF's own parser, then
+   the combinations our engines cannot serve): every refusal happens here, before Ray starts.
+   `--rollout.backend vllm` runs stock OpenRLHF unchanged on GPU machines and is refused on CPU
+   (no vLLM CPU build here), pointing to `--spec.mode vanilla`;
+3. starts Ray, or joins the cluster at RAY_ADDRESS (ray_start), with worker_setup as the workers'
+   setup hook (CPU runtime, eval routing, draft checkpoints);
+4. replaces `openrlhf.trainer.ray.create_vllm_engines` (the name OpenRLHF's train_ppo_ray imports)
+   by `SpecEngineFactory` and runs OpenRLHF's own `openrlhf.cli.train_ppo_ray` as `__main__` (its
+   parser, checks, `train()` and trainer);
+5. prints a per-policy-version summary of draft reuse from the engines when training ends.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
+import argparse
 import runpy
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import replace
+from typing import TextIO
 
-from integrations.openrlhf.compat import check_combination
-from integrations.openrlhf.spec_args import SpecArgError, split_argv
+from integrations.openrlhf.openrlhf_flags import PROG, OpenRLHFFlagsError, openrlhf_parser, train_ppo_ray_source
+from integrations.openrlhf.spec_args import SpecArgError, spec_parser, split_argv
 
-SHIM_DIR = Path(__file__).resolve().parent / "_flash_attn_shim"
 OPENRLHF_MAIN = "openrlhf.cli.train_ppo_ray"
+
+
+def print_help(out: TextIO = sys.stdout) -> None:
+    ours = spec_parser()
+    ours.prog = PROG
+    ours.usage = f"{PROG} [OpenRLHF train_ppo_ray flags] --rollout.backend sglang-spec [--spec.* flags]"
+    print(__doc__.split("\n\n")[0], file=out)
+    print(file=out)
+    print(ours.format_help(), file=out)
+    try:
+        theirs = openrlhf_parser()
+    except OpenRLHFFlagsError as exc:
+        print(f"OpenRLHF's flags cannot be listed: {exc}", file=out)
+        return
+    theirs.usage = argparse.SUPPRESS
+    print(f"OpenRLHF's {OPENRLHF_MAIN} flags, passed through unchanged ({train_ppo_ray_source()}):", file=out)
+    print(theirs.format_help().replace("show this help message and exit", "this help"), file=out)
 
 
 def _run_openrlhf(argv: Sequence[str]) -> None:
@@ -36,70 +55,63 @@ def _run_openrlhf(argv: Sequence[str]) -> None:
     runpy.run_module(OPENRLHF_MAIN, run_name="__main__", alter_sys=True)
 
 
-def _start_ray(on_cpu: bool, needs: dict[str, int], object_store_mb: int | None) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    env = {
-        # OpenRLHF's own defaults (train() sets them only when it starts Ray itself).
-        "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true"),
-        "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
-        "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
-    }
-    runtime_env: dict = {"env_vars": env}
-    kwargs: dict = {"include_dashboard": False}
-    if on_cpu:
-        if importlib.util.find_spec("flash_attn") is None:
-            sys.path.insert(0, str(SHIM_DIR))
-            env["PYTHONPATH"] = os.pathsep.join([str(SHIM_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        runtime_env["worker_process_setup_hook"] = "integrations.openrlhf.cpu_runtime.install"
-        # Logical slots for OpenRLHF's one-GPU-per-process actors; nothing uses a real GPU.
-        kwargs.update(num_cpus=needs["cpus"], num_gpus=needs["gpus"])
-    if object_store_mb:
-        kwargs["object_store_memory"] = object_store_mb * 1024 * 1024
-    ray.init(runtime_env=runtime_env, **kwargs)
-
-
 def _print_summary(engines: list) -> None:
     import ray
+
+    from integrations.openrlhf.step_log import summary_lines
 
     if not engines:
         return
     stats = ray.get([e.get_spec_stats.remote() for e in engines])
-    steps = sorted((s for st in stats for s in st["steps"]), key=lambda s: (s["policy_version"], s["engine_index"]))
-    print("[specrl] rollout steps (engine, policy version, samples, draft hit, full reuse, mean accepted, decoded tokens):")
-    for s in steps:
-        print(
-            f"[specrl]   engine {s['engine_index']} v{s['policy_version']}: {s['num_samples']} samples, "
-            f"draft_hit={s['draft_hit_ratio']:.3f} full_reuse={s['full_reuse_ratio']:.3f} "
-            f"mean_accepted={s['mean_accepted_len']:.1f} decoded={s['num_tokens_decoded']} step_s={s['total_s']:.3f}"
-        )
+    for line in summary_lines([r for st in stats for r in st["steps"]]):
+        print(line)
     for st in stats:
-        print(f"[specrl] engine {st['engine_index']}: {st['num_remote_store_calls']} draft-store calls to other engines")
+        print(f"[specrl] engine {st['engine_index']}: {st['num_remote_store_calls']} draft-store calls to other "
+              f"engines, weight rounds {st['weight_rounds']}, fresh draws {st['fresh_draws']}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print_help()
+        return
+    from integrations.openrlhf.ray_start import RayStartError, start_or_join
+
     try:
-        backend, settings, object_store_mb, rest = split_argv(argv)
-        if backend == "vllm":
-            _run_openrlhf(rest)
-            return
+        args = split_argv(argv)
         import torch
 
         on_cpu = not torch.cuda.is_available()
-        needs = check_combination(rest, settings, on_cpu=on_cpu)
-    except SpecArgError as exc:
-        raise SystemExit(f"integrations.openrlhf.train_ppo_ray: error: {exc}") from None
-    _start_ray(on_cpu, needs, object_store_mb)
+        if args.backend == "vllm":
+            from integrations.openrlhf.compat import VLLM_ON_CPU
+
+            if on_cpu:
+                raise SpecArgError(VLLM_ON_CPU)
+            if args.spec_flags:
+                raise SpecArgError(f"{args.spec_flags} only apply with --rollout.backend sglang-spec")
+            _run_openrlhf(args.openrlhf_argv)
+            return
+        from integrations.openrlhf.compat import plan_run
+
+        plan = plan_run(args.openrlhf_argv, args.settings, on_cpu=on_cpu)
+        settings = replace(args.settings, dynamic_filtering_range=plan.dynamic_filtering_range)
+        if on_cpu:
+            from integrations.openrlhf.worker_setup import add_flash_attn_stand_in
+
+            add_flash_attn_stand_in()  # this driver imports OpenRLHF's trainer modules too
+        how = start_or_join(plan.ray_cpus if on_cpu else None, plan.ray_gpus if on_cpu else None,
+                            args.ray_object_store_mb)
+    except (SpecArgError, RayStartError) as exc:
+        raise SystemExit(f"{PROG}: error: {exc}") from None
+    print(f"[specrl] Ray {how}; rollout rule {settings.mode} (lenience {settings.lenience:.4f}), "
+          f"{plan.num_engines} SGLang engine(s)", flush=True)
     import openrlhf.trainer.ray as openrlhf_ray
 
     from integrations.openrlhf.engine_factory import SpecEngineFactory
 
     factory = SpecEngineFactory(settings)
     openrlhf_ray.create_vllm_engines = factory  # the documented swap: train() calls this name
-    _run_openrlhf(rest)
+    _run_openrlhf(args.openrlhf_argv)
     _print_summary(factory.engines)
 
 

@@ -6,15 +6,11 @@ parameter in `named_parameters()` order, the trainer calls `engine.update_weight
 shape, empty_cache=is_last)` on every engine and broadcasts the tensor from rank 0. In colocated
 mode it sends CUDA IPC handles instead (`update_weight_cuda_ipc`).
 
-`WeightReceiver` receives each tensor; the actor (engine_actor.py) loads it at once into an open
-`RolloutEngine` weight update (`begin_weight_update` on a round's first parameter, `load_weights`
-per parameter, `end_weight_update` on the last one, `empty_cache=True`, which flushes every cached
-KV entry and bumps the policy version). No rollout step runs while a round is open, so the engine
-never serves a mix of old and new weights, and drafts recorded afterwards carry the new version.
+`WeightReceiver` receives each tensor and hands it back; the actor loads it at once into the open
+weight update of its `RolloutRuntime` (weight_stream.py), so no copy of the model is buffered.
 Backends: "nccl" (GPU: vLLM's stateless PyNccl group, exactly what OpenRLHF's trainer creates),
 "gloo" (CPU: `GlooBroadcastGroup`, which integrations.openrlhf.cpu_runtime also gives the trainer),
 or Ray collectives when OpenRLHF runs with `--vllm.sync_with_ray`.
-Memory: one parameter at a time (the buffer is taken after every receive), not a copy of the model.
 """
 
 from __future__ import annotations
@@ -45,13 +41,12 @@ class GlooBroadcastGroup:
 
 
 class WeightReceiver:
-    """Engine side of the weight sync: a group membership plus the buffer of one sync round."""
+    """Engine side of the weight sync: membership of the trainer's broadcast group."""
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
         self._group: Any = None
         self._use_ray = False
-        self._buffer: dict[str, torch.Tensor] = {}
 
     def init_process_group(
         self, master_address: str, master_port: int, rank: int, world_size: int, group_name: str, backend: str, use_ray: bool
@@ -72,12 +67,8 @@ class WeightReceiver:
         else:
             raise ValueError(f"weight sync backend must be 'nccl' or 'gloo', got {backend!r}")
 
-    @property
-    def num_buffered(self) -> int:
-        return len(self._buffer)
-
-    def receive(self, name: str, dtype: torch.dtype, shape: Any) -> None:
-        """Receive one broadcast tensor into the buffer (blocks until rank 0 sends it)."""
+    def receive(self, name: str, dtype: torch.dtype, shape: Any) -> tuple[str, torch.Tensor]:
+        """Receive one broadcast tensor (blocks until rank 0 sends it)."""
         if self._group is None:
             raise RuntimeError("update_weight before init_process_group: the trainer must create the sync group first")
         weight = torch.empty(tuple(shape), dtype=dtype, device=self.device)
@@ -89,9 +80,9 @@ class WeightReceiver:
             self._group.broadcast(weight, src=0)
         else:
             self._group.broadcast(weight, src=0, stream=torch.cuda.current_stream())
-        self._buffer[name] = weight
+        return name, weight
 
-    def receive_cuda_ipc(self, name: str, dtype: torch.dtype, shape: Any, ipc_handles: dict) -> None:
+    def receive_cuda_ipc(self, name: str, dtype: torch.dtype, shape: Any, ipc_handles: dict) -> tuple[str, torch.Tensor]:
         """Colocated mode: rebuild the trainer's tensor from its CUDA IPC handle and copy it."""
         from openrlhf.trainer.ray.utils import get_physical_gpu_id
 
@@ -101,10 +92,6 @@ class WeightReceiver:
         weight = func(*args)
         if tuple(weight.shape) != tuple(shape) or weight.dtype != dtype:
             raise ValueError(f"{name}: IPC tensor is {weight.dtype}{tuple(weight.shape)}, expected {dtype}{tuple(shape)}")
-        self._buffer[name] = weight.clone()  # the sender frees its copy after this call returns
+        copy = weight.clone()  # the sender frees its copy after this call returns
         torch.cuda.synchronize()
-
-    def take(self) -> list[tuple[str, torch.Tensor]]:
-        """The buffered (name, tensor) pairs of this round, emptying the buffer."""
-        named, self._buffer = list(self._buffer.items()), {}
-        return named
+        return name, copy
