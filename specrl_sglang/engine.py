@@ -25,8 +25,9 @@ import numpy as np
 
 from specrl_sglang.engine_api import FLUSH_TIMEOUT_S, EngineError, GenerateResult, VerifyResult, expect_ok
 from specrl_sglang.engine_config import EngineConfig
-from specrl_sglang.first_token_ban import TokenBan, generate_with_ban, marginal_logprobs
+from specrl_sglang.first_token_ban import TokenBan, generate_with_ban
 from specrl_sglang.sampling import SamplingConfig
+from specrl_sglang.sglang_results import generate_result, joined, logprob_values as _logprobs
 from specrl_sglang.token_checks import ModelLimits
 from specrl_sglang.weight_checks import WeightSpec
 
@@ -41,10 +42,6 @@ def model_facts(model_path: str) -> tuple[ModelLimits, tuple[int, ...]]:
     eos = getattr(hf, "eos_token_id", None)
     eos_ids = tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos]))
     return ModelLimits(int(hf.vocab_size), int(getattr(hf, "max_position_embeddings", 4096))), eos_ids
-
-
-def _logprobs(entries: Sequence[Any]) -> np.ndarray:
-    return np.array([e[0] for e in entries], dtype=np.float32)
 
 
 class InProcessEngine:
@@ -208,27 +205,3 @@ class InProcessEngine:
                 pass
         psutil.wait_procs(procs, timeout=30)
 
-
-def generate_result(out: dict[str, Any]) -> GenerateResult:
-    """A GenerateResult from SGLang's answer to one generate request (offline engine or HTTP)."""
-    meta = out["meta_info"]
-    token_ids = np.asarray(out.get("output_ids") or [], dtype=np.int32)
-    logprobs = _logprobs(meta.get("output_token_logprobs") or [])
-    if len(logprobs) != len(token_ids):
-        raise EngineError(f"SGLang returned {len(logprobs)} log-probs for {len(token_ids)} tokens")
-    reason = (meta.get("finish_reason") or {}).get("type", "abort")
-    spans = meta.get("weight_versions") or []
-    if len({span.get("version") for span in spans}) > 1:  # SGLang's own record of the weights used
-        raise EngineError(f"a response was decoded under several weight versions: {spans}")
-    return GenerateResult(token_ids, logprobs, reason, int(meta.get("cached_tokens", 0)), meta.get("weight_version"))
-
-
-def joined(first: GenerateResult, rest: GenerateResult | None, ban: TokenBan) -> GenerateResult:
-    """The banned first token's request and its continuation as one result (marginal log-probs)."""
-    lp = marginal_logprobs(first.logprobs, ban)
-    if rest is None:
-        return first._replace(logprobs=lp)
-    if rest.weight_version != first.weight_version:
-        raise EngineError(f"the two halves of a continuation ran under weights {first.weight_version} and {rest.weight_version}")
-    return GenerateResult(np.concatenate([first.token_ids, rest.token_ids]), np.concatenate([lp, rest.logprobs]),
-                          rest.finish_reason, first.cached_tokens, rest.weight_version)
