@@ -72,11 +72,10 @@ def build_app(service: RolloutService, auth: BearerAuth, idle_s: float) -> Starl
     def _post(name: str, limit: int, parse: Parse, act: Act) -> Route:
         async def endpoint(request: Request) -> Response:
             t0 = time.perf_counter()
-            media = response_type(request.headers.get("accept"), None)
+            media = response_type(request.headers.get("accept"), _known_type(request.headers.get("content-type")))
             try:
                 auth.check(request.headers.get("authorization"))
                 in_type = media_type_of(request.headers.get("content-type"))
-                media = response_type(request.headers.get("accept"), in_type)
                 raw = await read_body(request, limit, idle_s)
                 call = await run_in_threadpool(lambda: parse(decode(raw, in_type)))
                 status, result = 200, await act(call)
@@ -149,6 +148,14 @@ def build_app(service: RolloutService, auth: BearerAuth, idle_s: float) -> Starl
         Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+
+def _known_type(content_type: str | None) -> str | None:
+    """The request's media type if it is one we speak (errors are answered in it), else None."""
+    try:
+        return media_type_of(content_type)
+    except ApiError:
+        return None
 
 
 def _answer(result: dict[str, Any], status: int, media: str, challenge: bool = False) -> Response:

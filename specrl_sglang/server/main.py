@@ -114,8 +114,23 @@ def tiny_model(out_dir: str) -> Path:
     return build_tiny_model(Path(out_dir).resolve(), default_corpus(), TinyModelSpec())
 
 
+SERVE_MODULES = ("starlette", "uvicorn", "requests", "prometheus_client", "psutil", "safetensors", "transformers", "torch")
+
+
+def check_serve_deps() -> None:
+    """SystemExit naming the missing packages (pyproject's `serve` extra) instead of an ImportError later."""
+    import importlib.util
+
+    missing = [m for m in SERVE_MODULES + ("sglang",) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SystemExit(f"serve: missing packages {', '.join(missing)}; install them with "
+                         "pip install 'specrl-sglang[serve]' (and SGLang: 'specrl-sglang[gpu]', or the CPU stack of "
+                         "scripts/bootstrap.sh)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate everything, start the engine, serve until SIGTERM/SIGINT; returns the exit status."""
+    check_serve_deps()
     from specrl_sglang.server.preflight import prepare
     from specrl_sglang.server.serve_loop import check_port, serve
 

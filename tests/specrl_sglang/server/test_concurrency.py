@@ -78,7 +78,7 @@ def test_update_with_wait_0_is_409_while_steps_run_and_changes_nothing(up, base_
     up.client().snapshot("conc.snap")
     digest = up.digest()
     jobs = [batch("w0-a", n=8), batch("w0-b", n=8)]
-    threads, out = run_all(up, [lambda c, r=r: c.rollout(r, 200, sampling={"ignore_eos": True}) for r in jobs])
+    threads, out = run_all(up, [lambda c, r=r: c.rollout(r, 400, sampling={"ignore_eos": True}) for r in jobs])
     wait_busy(up)
     with pytest.raises(ServerError) as refused:
         up.client().update_weights(base_weights, wait_s=0)

@@ -16,9 +16,19 @@ MAX_LEN = 16
 
 @pytest.fixture(scope="module")
 def srv(tiny_model_path, tmp_path_factory, launcher):
-    server = launcher.start(tiny_model_path, tmp_path_factory.mktemp("death"), "--lenience", "inf")
+    server = launcher.start(tiny_model_path, tmp_path_factory.mktemp("death"), "--lenience", "inf", "--engine-listen", "any")
     yield server
     assert launcher.stop(server) == 0, server.log_tail()
+
+
+def test_engine_listen_any_keeps_sglang_defaults(srv):
+    """The negative control of test_engine_listeners: with --engine-listen any, SGLang's torch
+    TCPStore listens on every interface (which is why the default moves it off the network)."""
+    import psutil
+
+    found = [(c.laddr.ip, c.laddr.port) for p in srv.engine_procs() for c in p.net_connections(kind="inet")
+             if c.status == psutil.CONN_LISTEN]
+    assert [f for f in found if f[0] not in ("127.0.0.1", "::1")], found
 
 
 def kill_scheduler(server):
@@ -27,14 +37,16 @@ def kill_scheduler(server):
     return scheduler.pid
 
 
-def wait_back(server, timeout=600):
+def wait_back(server, num_restarts, timeout=600):
+    """Health once the server has recovered from its `num_restarts`-th engine death."""
     deadline, seen = time.monotonic() + timeout, []
     while time.monotonic() < deadline:
         r = requests.get(f"{server.url}/health", timeout=10)
-        seen.append((r.status_code, r.json()["status"]))
-        if r.status_code == 200:
-            return r.json(), seen
-        time.sleep(0.5)
+        body = r.json()
+        seen.append((r.status_code, body["status"]))
+        if r.status_code == 200 and len(body["engine_restarts"]) == num_restarts:
+            return body, seen
+        time.sleep(0.2)
     raise TimeoutError(server.log_tail())
 
 
@@ -70,7 +82,7 @@ def test_death_mid_step_answers_503_restarts_and_keeps_the_store(srv, base_weigh
     with pytest.raises(ServerError) as refused:  # while it restarts, new requests are refused with the reason
         client.rollout(kept, MAX_LEN)
     assert refused.value.status == 503 and "restart" in refused.value.message
-    health, seen = wait_back(srv)
+    health, seen = wait_back(srv, 1)
     assert (503, "restarting") in seen
     (report,) = health["engine_restarts"]
     assert f"pid {pid}" in report["reason"] and "sglang::scheduler" in report["reason"]
@@ -89,7 +101,7 @@ def test_death_after_pushed_weights_refuses_rollouts_until_a_complete_update(srv
     noisy = {k: v + 0.05 for k, v in base_weights.items()}
     version = client.update_weights(noisy)["policy_version"]
     pid = kill_scheduler(srv)
-    health, _ = wait_back(srv)
+    health, _ = wait_back(srv, 2)
     report = health["engine_restarts"][-1]
     assert f"pid {pid}" in report["reason"] and "1 weight update(s) pushed from memory are lost" in report["weights"]
     assert health["status"] == "poisoned" and health["policy_version"] == version

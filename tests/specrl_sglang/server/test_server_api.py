@@ -134,7 +134,9 @@ def test_stats_cli_reads_the_server_and_draws(server, client, tmp_path, capsys):
     from specrl_sglang.inspect.plot import PANELS, plot_report
     from specrl_sglang.inspect.sources import from_url
 
-    num_steps = client.health()["num_steps"]
+    for salt in (6, 7, 8):  # more steps than --last 2 shows, whatever ran before
+        client.rollout(prompts(salt, num_prompts=1), MAX_LEN)
+    num_steps = len(client.stats()["steps"])  # rows of finished steps (refused steps use an index, write no row)
     png, page = tmp_path / "reuse.png", tmp_path / "reuse.html"
     assert main(["stats", "--url", server.url, "--plot", str(png), "--html", str(page)]) == 0
     out = capsys.readouterr().out

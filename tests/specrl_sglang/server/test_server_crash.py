@@ -114,7 +114,7 @@ def test_kill9_mid_step_with_a_weight_update_queued(lives, base_weights):
     assert health["policy_version"] == 0 and health["status"] == "ok"  # weights: the checkpoint again
 
 
-def _big_store(vocab_size, num_prompts=48, n=8, length=200):
+def _big_store(vocab_size, num_prompts=48, n=8, length=600):
     rng = np.random.default_rng(7)
     store = TrajectoryStore(None)
     for p in range(num_prompts):
