@@ -7,8 +7,11 @@ number of tokens; fresh prompt ids per step, so no step reuses another's drafts)
 sends one untimed warm-up step first; the timed part starts for all clients at once (a barrier)
 and ends when the last finishes. Reports samples/s per client count and the ratio of the largest
 count to 1: concurrent clients' steps run together inside SGLang's continuous batching, so the
-ratio measures how much of that a server gets. The machine's load average before and after is
-reported: on a shared machine the figures are noisy.
+ratio measures how much of that a server gets. For reference, `one_client_batched` is one client
+sending the largest count's prompts as ONE step per round (the same batch without concurrency):
+concurrent clients close to it means the server adds no serialisation of its own, and the ratio is
+SGLang's batching gain on this machine. The machine's load average before and after is reported:
+on a shared machine the figures are noisy.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -28,10 +32,10 @@ from typing import Any
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("serve", help="samples/s of a real rollout server with 1 and N concurrent clients")
     p.add_argument("--clients", default="1,4", help="comma-separated client counts (default 1,4)")
-    p.add_argument("--rounds", type=int, default=3, help="timed steps per client")
+    p.add_argument("--rounds", type=int, default=4, help="timed steps per client")
     p.add_argument("--prompts", type=int, default=2, help="prompts per step")
     p.add_argument("--samples", type=int, default=4, help="samples per prompt")
-    p.add_argument("--max-len", type=int, default=64, help="tokens decoded per sample")
+    p.add_argument("--max-len", type=int, default=128, help="tokens decoded per sample")
     p.add_argument("--mode", default="vanilla", choices=("spec-rl", "exact", "vanilla"))
     p.add_argument("--model", help="checkpoint to serve (default: the tiny model, built once)")
     p.add_argument("--tiny-dir", default=".cache/specrl/serve-tiny")
@@ -54,6 +58,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     else:
         for c in clients:
             print(f"{c:>3} client(s): {result['samples_per_s'][str(c)]:8.2f} samples/s")
+        print(f"one client, the same batch as one step: {result['one_client_batched_samples_per_s']:8.2f} samples/s")
         print(f"ratio {result['ratio_name']}: {result['ratio']:.2f}  (load average {result['load_avg_before']} -> "
               f"{result['load_avg_after']} on {result['cpus']} CPUs)")
     return 0
@@ -69,7 +74,7 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
-def run_serve_bench(clients: list[int], rounds: int = 3, prompts: int = 2, samples: int = 4, max_len: int = 64,
+def run_serve_bench(clients: list[int], rounds: int = 4, prompts: int = 2, samples: int = 4, max_len: int = 128,
                     mode: str = "vanilla", model: str | None = None, tiny_dir: str = ".cache/specrl/serve-tiny",
                     start_timeout: float = 600.0, log=print) -> dict[str, Any]:
     """Start a server, measure every client count, stop the server; returns the figures."""
@@ -79,15 +84,19 @@ def run_serve_bench(clients: list[int], rounds: int = 3, prompts: int = 2, sampl
         per_count: dict[str, Any] = {}
         for c in clients:
             log(f"bench serve: {c} client(s) x {rounds} step(s) of {prompts} x {samples} samples, {max_len} tokens")
-            per_count[str(c)] = _measure(server.url, token, c, rounds, prompts, samples, max_len)
+            per_count[str(c)] = _measure(server.url, token, f"c{c}", c, rounds, prompts, samples, max_len)
+        top = max(clients)
+        log(f"bench serve: reference: 1 client, {top * prompts} prompts per step")
+        batched = _measure(server.url, token, "batched", 1, rounds, top * prompts, samples, max_len)
         health = server.health()
     sps = {k: v["samples_per_s"] for k, v in per_count.items()}
-    top = str(max(clients))
+    top = str(top)
     return {
         "clients": clients,
         "samples_per_s": sps,
         "ratio_name": f"{top}_vs_1" if 1 in clients else f"{top}_vs_{min(clients)}",
         "ratio": sps[top] / sps[str(min(clients))],
+        "one_client_batched_samples_per_s": batched["samples_per_s"],
         "runs": per_count,
         "mode": mode,
         "config": {"rounds": rounds, "prompts": prompts, "samples": samples, "max_len": max_len,
@@ -98,14 +107,18 @@ def run_serve_bench(clients: list[int], rounds: int = 3, prompts: int = 2, sampl
     }
 
 
-def _measure(url: str, token: str, num_clients: int, rounds: int, prompts: int, samples: int, max_len: int) -> dict:
+def _measure(url: str, token: str, label: str, num_clients: int, rounds: int, prompts: int, samples: int,
+             max_len: int) -> dict:
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(num_clients + 1), ctx.Queue()
-    procs = [ctx.Process(target=_client, args=(url, token, k, num_clients, rounds, prompts, samples, max_len, barrier, results))
+    procs = [ctx.Process(target=_client, args=(url, token, f"{label}-{k}", rounds, prompts, samples, max_len, barrier, results))
              for k in range(num_clients)]
     for p in procs:
         p.start()
-    barrier.wait(timeout=1800)  # every client has warmed up
+    try:
+        barrier.wait(timeout=1800)  # every client has warmed up
+    except threading.BrokenBarrierError:
+        raise RuntimeError(f"bench serve: a client failed: {results.get(timeout=60).get('error')}") from None
     t0 = time.perf_counter()
     outs = [results.get(timeout=3600) for _ in procs]
     wall = time.perf_counter() - t0
@@ -119,7 +132,7 @@ def _measure(url: str, token: str, num_clients: int, rounds: int, prompts: int, 
             "step_latency_s": sorted(x for o in outs for x in o["latencies"])}
 
 
-def _client(url, token, k, num_clients, rounds, prompts, samples, max_len, barrier, results) -> None:
+def _client(url, token, name, rounds, prompts, samples, max_len, barrier, results) -> None:
     """One client process: a warm-up step, the barrier, then `rounds` timed steps."""
     import numpy as np
 
@@ -128,10 +141,10 @@ def _client(url, token, k, num_clients, rounds, prompts, samples, max_len, barri
     try:
         with RolloutClient(url, timeout=3600, auth_token=token) as client:
             vocab = client.health()["vocab_size"]
-            rng = np.random.default_rng([num_clients, k])
+            rng = np.random.default_rng(list(name.encode()))
 
             def step(tag: str) -> int:
-                reqs = [{"prompt_id": f"bench-{num_clients}-{k}-{tag}-{i}", "prompt_ids": rng.integers(3, vocab, 16), "n": samples}
+                reqs = [{"prompt_id": f"bench-{name}-{tag}-{i}", "prompt_ids": rng.integers(3, vocab, 16), "n": samples}
                         for i in range(prompts)]
                 reply = client.rollout(reqs, max_len, sampling={"ignore_eos": True})
                 return len(reply["samples"])
@@ -148,7 +161,7 @@ def _client(url, token, k, num_clients, rounds, prompts, samples, max_len, barri
         try:
             barrier.abort()
         finally:
-            results.put({"error": f"client {k}: {type(exc).__name__}: {exc}"})
+            results.put({"error": f"client {name}: {type(exc).__name__}: {exc}"})
 
 
 class _Server:

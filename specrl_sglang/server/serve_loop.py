@@ -97,6 +97,7 @@ def serve(prepared: Prepared) -> int:
         else:
             asyncio.run(_final_snapshot(service))
     finally:
+        signal.signal(signal.SIGQUIT, on_sigquit)  # the closed loop reset it to the default (core dump)
         host.close()
         for item in listeners:
             item.close()

@@ -24,6 +24,7 @@ def test_bench_serve_json_reports_both_client_counts(tiny_model_path):
     assert abs(result["ratio"] - result["samples_per_s"]["2"] / result["samples_per_s"]["1"]) < 1e-9
     assert len(result["runs"]["2"]["step_latency_s"]) == 2 and result["cpus"] >= 1
     assert len(result["load_avg_before"]) == 3 and result["config"]["max_len"] == 8
+    assert result["one_client_batched_samples_per_s"] > 0
 
 
 def test_bench_serve_refuses_bad_client_counts():
