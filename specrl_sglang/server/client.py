@@ -22,9 +22,9 @@ import requests
 
 from specrl_sglang.rollout_types import RolloutRequest
 from specrl_sglang.sampling import SamplingConfig
+from specrl_sglang.server.auth import TOKEN_ENV
 
 MSGPACK = "application/msgpack"
-TOKEN_ENV = "SPECRL_AUTH_TOKEN"  # the server's auth.TOKEN_ENV (not imported: the client needs no server deps)
 
 
 class ServerError(RuntimeError):

@@ -165,3 +165,16 @@ def test_prompt_id_collision_under_concurrency_leaves_the_store_exactly_unchange
     again = client.rollout(base, 8)
     assert again["stats"]["full_reuse_ratio"] == 1.0
     assert [tuple(s["token_ids"]) for s in again["samples"]] == [tuple(s["token_ids"]) for s in first["samples"]]
+
+
+def test_concurrent_snapshots_of_one_file_never_go_back_in_time(up):
+    from radix_cache.snapshot import content_digest, load_snapshot
+
+    jobs = [batch(f"many{k}", n=2) for k in range(2)]
+    steps, step_out = run_all(up, [lambda c, r=r: c.rollout(r, 32, sampling={"ignore_eos": True}) for r in jobs])
+    snaps, snap_out = run_all(up, [lambda c: c.snapshot("shared.snap") for _ in range(8)])
+    for t in steps + snaps:
+        t.join(300)
+    assert all(isinstance(o, dict) for o in step_out + snap_out), step_out + snap_out
+    final = up.client().snapshot("shared.snap")  # asked after every step ended: must hold all of them
+    assert content_digest(load_snapshot(final["path"])) == up.digest()
