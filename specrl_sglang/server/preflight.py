@@ -94,6 +94,8 @@ def _report(config: ServeConfig, snapshots: SnapshotDir | None) -> int:
         raise ValueError(f"--report {report} is not a regular file")
     try:
         report.parent.mkdir(parents=True, exist_ok=True)
+        with open(report, "a", encoding="utf-8"):  # writable now, not at the first step
+            pass
         return resume_report(report)
     except OSError as exc:
         raise ValueError(f"--report {report}: {exc}") from None

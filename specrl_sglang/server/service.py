@@ -17,6 +17,7 @@ Runs on the server's event loop only (the step log, counters and metrics are tou
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from specrl_sglang.server.step_log import StepLog
 from specrl_sglang.server.store_summary import store_summary
 from specrl_sglang.server.weight_updates import WeightUpdates
 from specrl_sglang.step_gate import GateTimeout
+
+logger = logging.getLogger("specrl_sglang.server")
 
 
 class RolloutService:
@@ -68,12 +71,21 @@ class RolloutService:
         stats = result.stats
         await self._publish()
         row = {"step": stats.step_index, "unix_time": time.time(), **stats.to_dict(), "store": self.store_state}
-        self.log.append(row)
+        warnings = []  # the step is recorded: what fails after it must not turn its answer into an error
+        try:
+            self.log.append(row)
+        except OSError as exc:
+            logger.error("cannot append to the report: %s", exc)
+            warnings.append(f"the report row was not written: {exc}")
         self.metrics.observe_step(row)
         self._num_finished += 1
         every = self.config.snapshot_every
         if every and self._num_finished % every == 0:
-            await self.save_default()
+            try:
+                await self.save_default()
+            except (ApiError, OSError) as exc:
+                logger.error("the periodic snapshot failed: %s", exc)
+                warnings.append(f"the periodic snapshot failed: {exc}")
         samples = [
             {
                 "prompt_id": call.requests[s.prompt_index].prompt_id,
@@ -88,7 +100,7 @@ class RolloutService:
             for s in result.samples
         ]
         return {"policy_version": stats.policy_version, "step": stats.step_index, "mode": stats.mode,
-                "samples": samples, "stats": row}
+                "samples": samples, "stats": row, "warnings": warnings}
 
     async def _colliding_field(self, call: RolloutCall) -> str:
         def first(store: DraftStore) -> int | None:
