@@ -93,29 +93,46 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     return manifest if manifest.get("format") == FORMAT else None
 
 
-async def save_shard(runtime: Any, index: int, num_shards: int, fresh_ids: set[str], directory: str) -> tuple[Path, ShardMeta]:
-    """Write engine `index`'s shard (the runtime's ShardedDraftStore's local store) and its meta.
-    The snapshot runs on the rollout loop between two store operations of any steps in flight."""
-    from radix_cache.snapshot import save_snapshot
+class ShardCheckpoints:
+    """Engine side: this engine's shard written into / read from checkpoint draft directories.
 
-    snap, meta_path = shard_paths(directory, index, num_shards)
+    `save` snapshots the shard on the rollout loop (between two store operations of any steps in
+    flight) and writes its meta; `refresh` (called when the next training step starts) rewrites the
+    metas saved since with the step counter that step starts with (see module docstring).
+    """
 
-    def save(store: Any) -> int:
-        save_snapshot(store.local, snap)
-        return len(list(store.local.prompt_ids()))
+    def __init__(self, runtime: Any, index: int) -> None:
+        self.runtime, self.index = runtime, index
+        self._pending: list[tuple[Path, ShardMeta]] = []
 
-    num_prompts = await runtime.astore_call(save)
-    meta = ShardMeta(index, num_shards, runtime.num_steps, tuple(sorted(fresh_ids)), num_prompts)
-    write_meta(meta_path, meta)
-    return meta_path, meta
+    async def save(self, directory: str, num_shards: int, fresh_ids: set[str]) -> ShardMeta:
+        from radix_cache.snapshot import save_snapshot
 
+        snap, meta_path = shard_paths(directory, self.index, num_shards)
 
-def load_shard(directory: str, index: int, num_shards: int) -> tuple[Any, ShardMeta]:
-    """(the shard's TrajectoryStore, its meta); SnapshotError / ValueError if unreadable."""
-    from radix_cache.snapshot import load_snapshot
+        def save(store: Any) -> int:
+            save_snapshot(store.local, snap)
+            return len(list(store.local.prompt_ids()))
 
-    snap, meta_path = shard_paths(directory, index, num_shards)
-    meta = read_meta(meta_path)
-    if (meta.engine_index, meta.num_shards) != (index, num_shards):
-        raise ValueError(f"{meta_path} is shard {meta.engine_index} of {meta.num_shards}, not {index} of {num_shards}")
-    return load_snapshot(snap), meta
+        num_prompts = await self.runtime.astore_call(save)
+        meta = ShardMeta(self.index, num_shards, self.runtime.num_steps, tuple(sorted(fresh_ids)), num_prompts)
+        write_meta(meta_path, meta)
+        self._pending.append((meta_path, meta))
+        return meta
+
+    def refresh(self) -> None:
+        pending, self._pending = self._pending, []
+        for path, meta in pending:
+            if path.parent.is_dir():  # not rotated away meanwhile
+                write_meta(path, meta.with_num_steps(self.runtime.num_steps))
+
+    def load(self, directory: str, num_shards: int) -> tuple[Any, ShardMeta]:
+        """(the shard's TrajectoryStore, its meta); SnapshotError / ValueError if unreadable."""
+        from radix_cache.snapshot import load_snapshot
+
+        snap, meta_path = shard_paths(directory, self.index, num_shards)
+        meta = read_meta(meta_path)
+        if (meta.engine_index, meta.num_shards) != (self.index, num_shards):
+            raise ValueError(f"{meta_path} is shard {meta.engine_index} of {meta.num_shards}, "
+                             f"not {self.index} of {num_shards}")
+        return load_snapshot(snap), meta

@@ -1,23 +1,19 @@
 """`SpecRolloutActor`: OpenRLHF's vLLM rollout-actor contract over one `RolloutRuntime`.
 
-OpenRLHF calls (openrlhf/trainer/ray/vllm_engine.py::RolloutRayActor): `generate_responses(prompt,
-label, sampling_params, max_length, hf_tokenizer, num_samples, images)` -> n response dicts from
-its agent executor; `generate(prompt_token_ids, sampling_params, multi_modal_data)` (from the
-executors, once per sample) -> a vLLM-shaped RequestOutput; `get_num_unfinished_requests()`;
-`init_process_group`, `update_weight`, `update_weight_cuda_ipc`, `reset_prefix_cache`,
-`pause_generation` / `resume_generation` (partial rollouts), `sleep` / `wake_up`. Ours:
-`generate_eval_responses` (eval_routing), `save_drafts` / `load_drafts` (checkpoint_hooks),
-`store_call` / `set_peers` (the sharded draft store), `get_spec_stats`.
+OpenRLHF calls (openrlhf/trainer/ray/vllm_engine.py::RolloutRayActor) `generate_responses` (n
+executor runs of one prompt), `generate` (from the executors, once per sample; vLLM-shaped output),
+`get_num_unfinished_requests`, `init_process_group` / `update_weight` / `update_weight_cuda_ipc`,
+`reset_prefix_cache`, `pause_generation` / `resume_generation` (partial rollouts), `sleep` /
+`wake_up`. Ours: `generate_eval_responses` (eval_routing), `save_drafts` / `load_drafts`
+(checkpoint_hooks), `store_call` / `set_peers` (sharded_store), `get_spec_stats`.
 
-A thin adapter. The runtime owns the engine, the draft store (this engine's shard behind a
-ShardedDraftStore), the policy version and the weight-update session, and makes every step atomic
-with respect to weight updates; the actor holds no lock. Its own state (prompt groups, fresh-draw
-marks, step log) lives on the actor's event loop; blocking runtime calls (weight rounds, store
-swaps) run on one weight-sync thread, never on that loop. Training groups run under the
-configured rule or a fresh draw (fresh_draws); eval groups always as plain rollouts ("vanilla")
-at the eval sampling settings under scratch ids the store never keeps. Drafts are keyed by
-`prompt_key(label, prompt_ids)`; the label reaches `generate` through a context variable set by
-`generate_responses` (asyncio copies it into the executor's tasks).
+A thin adapter holding no lock: the runtime owns the engine, the draft store (this engine's shard
+behind a ShardedDraftStore), the policy version and the weight-update session, and makes every step
+atomic with respect to weight updates. The actor's own state (prompt groups, fresh-draw marks, step
+log) lives on its event loop; blocking runtime calls run on one weight-sync thread. Training groups
+run under the configured rule or a fresh draw (fresh_draws); eval groups as plain rollouts at the
+eval sampling settings under scratch ids the store never keeps. Drafts are keyed by
+`prompt_key(label, prompt_ids)`; the label reaches `generate` through a context variable.
 """
 
 from __future__ import annotations
@@ -32,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from integrations.openrlhf.draft_snapshots import ShardMeta, load_shard, save_shard, write_meta
+from integrations.openrlhf.draft_snapshots import ShardCheckpoints
 from integrations.openrlhf.fresh_draws import FreshDraws, StepRule, fresh_mode
 from integrations.openrlhf.prompt_groups import GroupKey, GroupResult, PromptGroups
 from integrations.openrlhf.sampling_translation import UnsupportedSamplingError, translate_sampling
@@ -81,7 +77,7 @@ class SpecRolloutActor:
         self.receiver = WeightReceiver(device="cuda" if config.profile == "gpu" else "cpu")
         self.weights = WeightStream(self.runtime)
         self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="weight-sync")
-        self._pending_meta: list[tuple[Any, ShardMeta]] = []  # saved since the last training step
+        self.checkpoints = ShardCheckpoints(self.runtime, engine_index)
         self._asleep = False
 
     # ------------------------------------------------------------------ rollout
@@ -115,7 +111,7 @@ class SpecRolloutActor:
             self.log.add(result, purpose="eval", prompt_id=key.prompt_id, fresh_reason=None,
                          temperature=key.sampling.temperature)
             return GroupResult(result.samples, result.stats, None)
-        self._refresh_pending_meta()
+        self.checkpoints.refresh()  # the first training step after a checkpoint records its step counter
         rule = first = self.fresh.rule_for(key.prompt_id, key.sampling, self.runtime.policy_version)
         version = None
         try:
@@ -218,21 +214,11 @@ class SpecRolloutActor:
 
     async def save_drafts(self, directory: str) -> dict:
         """Write this engine's shard into a checkpoint's draft directory (checkpoint_hooks)."""
-        path, meta = await save_shard(self.runtime, self.engine_index, self.drafts.num_shards, self.fresh.fresh_ids,
-                                      directory)
-        self._pending_meta.append((path, meta))
-        return asdict(meta)
-
-    def _refresh_pending_meta(self) -> None:
-        """At the first training step after saves: record the step counter it starts with."""
-        pending, self._pending_meta = self._pending_meta, []
-        for path, meta in pending:
-            if path.parent.is_dir():
-                write_meta(path, meta.with_num_steps(self.runtime.num_steps))
+        return asdict(await self.checkpoints.save(directory, self.drafts.num_shards, self.fresh.fresh_ids))
 
     async def load_drafts(self, directory: str) -> int:
         """Restore this engine's shard, step counter and fresh-draw marks (before any rollout)."""
-        store, meta = load_shard(directory, self.engine_index, self.drafts.num_shards)
+        store, meta = self.checkpoints.load(directory, self.drafts.num_shards)
         restored = ShardedDraftStore(store, self.engine_index, self.drafts.peers)
         await self._blocking(self.runtime.replace_store, restored)
         self.drafts = restored

@@ -5,7 +5,7 @@ Per-sample metrics go into each response's `extra_logs`; OpenRLHF averages them 
 step's samples and logs `train/<name>` (console, wandb, TensorBoard). A step record is the step's
 `StepStats` plus what the adapter decided: `purpose` ("train" | "eval"), `prompt_id`,
 `fresh_reason` (see fresh_draws), `temperature`, `engine_index`, `end_time` (time.time() when it
-ended), and per sample `draft_lens` / `accepted_lens`.
+ended), and per sample `draft_lens` / `accepted_lens` / `response_lens`.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ class StepLog:
         record = {"engine_index": self.engine_index, "purpose": purpose, "prompt_id": prompt_id,
                   "fresh_reason": fresh_reason, "temperature": temperature, "end_time": time.time(),
                   "draft_lens": [s.draft_len for s in result.samples],
-                  "accepted_lens": [s.accepted_len for s in result.samples], **result.stats.to_dict()}
+                  "accepted_lens": [s.accepted_len for s in result.samples],
+                  "response_lens": [s.response_len for s in result.samples], **result.stats.to_dict()}
         self.records.append(record)
         if self.jsonl_path:
             with open(self.jsonl_path, "a") as fh:

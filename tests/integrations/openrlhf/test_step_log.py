@@ -20,7 +20,8 @@ def stats(**kw):
 
 
 def sample(draft_len=4, accepted=3, full=False, decoded=2):
-    return SimpleNamespace(draft_len=draft_len, accepted_len=accepted, fully_reused=full, num_decoded=decoded)
+    return SimpleNamespace(draft_len=draft_len, accepted_len=accepted, fully_reused=full, num_decoded=decoded,
+                           response_len=accepted + decoded)
 
 
 def test_sample_metrics_cover_every_name_and_turns_merge():
@@ -40,7 +41,8 @@ def test_records_go_to_history_and_jsonl(tmp_path):
     log.add(result, purpose="train", prompt_id="p", fresh_reason=None, temperature=1.0)
     (line,) = [json.loads(x) for x in path.read_text().splitlines()]
     assert line == log.records[0] and line["engine_index"] == 1 and line["accepted_lens"] == [3, 0]
-    assert line["draft_lens"] == [4, 0] and line["purpose"] == "train" and line["policy_version"] == 2
+    assert line["draft_lens"] == [4, 0] and line["response_lens"] == [5, 2]
+    assert line["purpose"] == "train" and line["policy_version"] == 2
 
 
 def test_summary_folds_training_steps_per_engine_and_version():
