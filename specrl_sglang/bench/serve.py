@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -36,6 +37,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--prompts", type=int, default=2, help="prompts per step")
     p.add_argument("--samples", type=int, default=4, help="samples per prompt")
     p.add_argument("--max-len", type=int, default=128, help="tokens decoded per sample")
+    p.add_argument("--repeats", type=int, default=3, help="measurements per client count (interleaved; medians reported)")
     p.add_argument("--mode", default="vanilla", choices=("spec-rl", "exact", "vanilla"))
     p.add_argument("--model", help="checkpoint to serve (default: the tiny model, built once)")
     p.add_argument("--tiny-dir", default=".cache/specrl/serve-tiny")
@@ -46,13 +48,13 @@ def add_parser(subparsers) -> None:
 
 def _run_cli(args: argparse.Namespace) -> int:
     clients = _counts(args.clients)
-    for name in ("rounds", "prompts", "samples", "max_len"):
+    for name in ("rounds", "prompts", "samples", "max_len", "repeats"):
         if getattr(args, name) < 1:
             raise SystemExit(f"bench serve: --{name.replace('_', '-')} must be >= 1")
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else print
     result = run_serve_bench(clients, rounds=args.rounds, prompts=args.prompts, samples=args.samples,
                              max_len=args.max_len, mode=args.mode, model=args.model, tiny_dir=args.tiny_dir,
-                             start_timeout=args.start_timeout, log=log)
+                             start_timeout=args.start_timeout, repeats=args.repeats, log=log)
     if args.json:
         print(json.dumps(result), flush=True)
     else:
@@ -76,30 +78,35 @@ def _counts(text: str) -> list[int]:
 
 def run_serve_bench(clients: list[int], rounds: int = 4, prompts: int = 2, samples: int = 4, max_len: int = 128,
                     mode: str = "vanilla", model: str | None = None, tiny_dir: str = ".cache/specrl/serve-tiny",
-                    start_timeout: float = 600.0, log=print) -> dict[str, Any]:
-    """Start a server, measure every client count, stop the server; returns the figures."""
+                    start_timeout: float = 600.0, repeats: int = 3, log=print) -> dict[str, Any]:
+    """Start a server, measure every client count `repeats` times (interleaved, so a load change on
+    a shared machine hits every count alike), stop the server; returns the medians and every run."""
     token = secrets.token_hex(16)
     load_before = os.getloadavg()
+    top = max(clients)
+    runs: dict[str, list[dict]] = {str(c): [] for c in clients}
+    batched: list[dict] = []
     with _Server(model, tiny_dir, mode, token, start_timeout, log) as server:
-        per_count: dict[str, Any] = {}
-        for c in clients:
-            log(f"bench serve: {c} client(s) x {rounds} step(s) of {prompts} x {samples} samples, {max_len} tokens")
-            per_count[str(c)] = _measure(server.url, token, f"c{c}", c, rounds, prompts, samples, max_len)
-        top = max(clients)
-        log(f"bench serve: reference: 1 client, {top * prompts} prompts per step")
-        batched = _measure(server.url, token, "batched", 1, rounds, top * prompts, samples, max_len)
+        for r in range(repeats):
+            for c in clients:
+                log(f"bench serve [{r + 1}/{repeats}]: {c} client(s) x {rounds} step(s) of {prompts} x {samples} samples, "
+                    f"{max_len} tokens")
+                runs[str(c)].append(_measure(server.url, token, f"r{r}-c{c}", c, rounds, prompts, samples, max_len))
+            log(f"bench serve [{r + 1}/{repeats}]: reference: 1 client, {top * prompts} prompts per step")
+            batched.append(_measure(server.url, token, f"r{r}-batched", 1, rounds, top * prompts, samples, max_len))
         health = server.health()
-    sps = {k: v["samples_per_s"] for k, v in per_count.items()}
-    top = str(top)
+    sps = {k: statistics.median(run["samples_per_s"] for run in v) for k, v in runs.items()}
+    low = str(min(clients))
     return {
         "clients": clients,
-        "samples_per_s": sps,
-        "ratio_name": f"{top}_vs_1" if 1 in clients else f"{top}_vs_{min(clients)}",
-        "ratio": sps[top] / sps[str(min(clients))],
-        "one_client_batched_samples_per_s": batched["samples_per_s"],
-        "runs": per_count,
+        "samples_per_s": sps,  # medians over the repeats
+        "ratio_name": f"{top}_vs_{low}",
+        "ratio": sps[str(top)] / sps[low],
+        "ratios_per_repeat": [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs[str(top)], runs[low])],
+        "one_client_batched_samples_per_s": statistics.median(b["samples_per_s"] for b in batched),
+        "runs": runs,
         "mode": mode,
-        "config": {"rounds": rounds, "prompts": prompts, "samples": samples, "max_len": max_len,
+        "config": {"rounds": rounds, "prompts": prompts, "samples": samples, "max_len": max_len, "repeats": repeats,
                    "model": health.get("model_path")},
         "cpus": os.cpu_count(),
         "load_avg_before": [round(x, 2) for x in load_before],
