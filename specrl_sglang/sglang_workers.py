@@ -8,6 +8,7 @@ checks at connect time) plus `EngineConfig.process_env()` (one torch thread per 
 Each worker runs in its own session / process group, so `stop()` and `kill()` end exactly that
 server and the scheduler processes it spawned - never anything else on the machine.
 
+`start_router` puts an sglang-router (`--policy manual`) in front of started workers.
 Users: `python -m specrl_sglang.sglang_workers --model-path M --workers 2 --print` prints the
 commands (with their environment) to run by hand; without `--print` it starts the workers and keeps
 them up until Ctrl-C (see docs/sglang_servers.md).
@@ -160,14 +161,43 @@ def start_workers(config: EngineConfig, num_workers: int = 1, host: str = "127.0
     return LocalWorkers(started)
 
 
-def wait_healthy(worker: LocalWorker, deadline: float) -> None:
-    """Poll `worker`'s /health until it answers 200; RuntimeError if it dies or time runs out."""
+def router_args(worker_urls: Sequence[str], port: int, host: str = "127.0.0.1", policy: str = "manual",
+                python: str = sys.executable) -> list[str]:
+    """argv of an sglang-router in front of `worker_urls` (`manual`: sticky per x-smg-routing-key)."""
+    return [python, "-m", "sglang_router.launch_router", "--worker-urls", *worker_urls, "--policy", policy,
+            "--host", host, "--port", str(int(port)), "--prometheus-port", str(free_port(host)), "--log-level", "warn",
+            # a loaded CPU worker answers /health slowly: do not count it dead (the backend names dead workers)
+            "--health-check-timeout-secs", "30", "--disable-circuit-breaker"]
+
+
+def start_router(worker_urls: Sequence[str], policy: str = "manual", host: str = "127.0.0.1", port: int | None = None,
+                 log_dir: str | os.PathLike | None = None, start_timeout_s: float = 120.0) -> LocalWorker:
+    """Start an sglang-router (pip package `sglang-router`) and wait until it is ready (/readiness:
+    it has found a healthy worker; /health answers before that)."""
+    port = port if port is not None else free_port(host)
+    logs = Path(log_dir) if log_dir is not None else Path(os.environ.get("TMPDIR", "/tmp")) / "specrl-sglang-workers"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"sglang-router-{host}-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(router_args(worker_urls, port, host, policy), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    router = LocalWorker(f"http://{host}:{port}", proc, log_path)
+    try:
+        wait_healthy(router, time.monotonic() + start_timeout_s, "/readiness")
+    except BaseException:
+        router.stop(timeout_s=5)
+        raise
+    return router
+
+
+def wait_healthy(worker: LocalWorker, deadline: float, path: str = "/health") -> None:
+    """Poll `worker`'s `path` until it answers 200; RuntimeError if it dies or time runs out."""
     while True:
         if not worker.alive:
             raise RuntimeError(f"SGLang worker {worker.url} exited with {worker.process.returncode} while starting; "
                                f"its log ({worker.log_path}) ends with:\n{worker.log_tail()}")
         try:
-            with urllib.request.urlopen(worker.url + "/health", timeout=5) as resp:
+            with urllib.request.urlopen(worker.url + path, timeout=5) as resp:
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, OSError):

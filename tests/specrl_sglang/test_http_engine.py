@@ -28,7 +28,7 @@ from specrl_sglang.http_engine import HttpEngine
 from specrl_sglang.rollout_types import RolloutRequest
 from specrl_sglang.runtime import RolloutRuntime
 from specrl_sglang.sampling import SamplingConfig
-from specrl_sglang.sglang_workers import LocalWorkers, free_port, start_workers
+from specrl_sglang.sglang_workers import LocalWorkers, free_port, start_router, start_workers
 from specrl_sglang.spec_config import SpecConfig
 
 PROMPT = np.array([5, 9, 13, 17, 21, 25, 29, 33, 37, 41], dtype=np.int32)
@@ -63,8 +63,8 @@ def cluster(tiny_model_path, tmp_path_factory):
             local.close()
 
 
-def http_runtime(urls):
-    return RolloutRuntime(lambda: HttpEngine(urls), TrajectoryStore(max_tokens=None))
+def http_runtime(urls, router_url=None):
+    return RolloutRuntime(lambda: HttpEngine(urls, router_url=router_url), TrajectoryStore(max_tokens=None))
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,13 @@ def rt2(cluster, rt1):
         post(url, "/update_weight_version", {"new_version": "default", "abort_all_requests": False})
     with http_runtime(cluster.good.urls) as runtime:
         yield runtime
+
+
+@pytest.fixture(scope="module")
+def manual_router(cluster, tmp_path_factory):
+    router = start_router(cluster.good.urls, policy="manual", log_dir=tmp_path_factory.mktemp("router-logs"))
+    yield router
+    router.stop()
 
 
 def gen(rt, prefix, n, sampling=SamplingConfig(), ban=None, key="k"):
@@ -199,6 +206,14 @@ def test_same_acceptance_decisions_as_the_in_process_engine(rt1, cluster, base_w
 
 
 # ---------------------------------------------------------------------------------------- two workers
+def _two_epochs_after_an_update(rt, reqs, base_weights, hf_reference):
+    rt.config = SpecConfig(lenience=1.0, seed=3)
+    rt.update_weights(base_weights)
+    rt.step(reqs, SAMPLING, MAX_LEN)
+    rt.update_weights(hf_reference.perturbed(base_weights, 0.2, seed=4))
+    return rt.step(reqs, SAMPLING, MAX_LEN)
+
+
 def test_two_workers_keep_each_prompt_on_one_worker(rt2, base_weights, hf_reference):
     engine = rt2.engine
     rt2.config = SpecConfig(lenience=1.0, seed=3)
@@ -225,9 +240,8 @@ def test_two_workers_keep_each_prompt_on_one_worker(rt2, base_weights, hf_refere
             return self.turn % 2
 
     router, engine.router = engine.router, Scatter()
-    try:
-        rt2.update_weights(hf_reference.perturbed(base_weights, 0.2, seed=3))
-        assert rt2.step(reqs, SAMPLING, MAX_LEN).stats.kv_hit_ratio < 0.95
+    try:  # one sample per prompt: a continuation sent away from its verify finds none of its prompt's KV
+        assert _two_epochs_after_an_update(rt2, requests(16, 1, salt=12), base_weights, hf_reference).stats.kv_hit_ratio < 0.9
     finally:
         engine.router = router
 
@@ -309,12 +323,32 @@ def test_every_weight_update_path_flushes_every_worker(rt2, base_weights, hf_ref
         np.testing.assert_allclose(verify(rt2, PROMPT, draft, key=key).logprobs, ref.logprobs(PROMPT, draft), atol=1e-4)
 
 
-def test_measure_step_overhead_against_the_in_process_engine(cluster, rt2, base_weights, hf_reference, capsys):
+def test_through_sglang_router_with_a_routing_key(cluster, manual_router, base_weights, hf_reference):
+    with http_runtime(cluster.good.urls, router_url=manual_router.url) as rt:
+        second = _two_epochs_after_an_update(rt, requests(16, 1, salt=6), base_weights, hf_reference)
+    assert [s for s in second.samples if not s.fully_reused]
+    assert second.stats.kv_hit_ratio >= 0.95  # the manual policy keeps each routing key on one worker
+
+
+def test_a_router_without_key_affinity_loses_the_verify_kv(cluster, base_weights, hf_reference, tmp_path):
+    router = start_router(cluster.good.urls, policy="round_robin", log_dir=tmp_path)  # the control
+    try:
+        with http_runtime(cluster.good.urls, router_url=router.url) as rt:
+            second = _two_epochs_after_an_update(rt, requests(16, 1, salt=6), base_weights, hf_reference)
+        assert second.stats.kv_hit_ratio < 0.9  # one sample per prompt: see the Scatter control above
+    finally:
+        router.stop()
+
+
+def test_measure_step_overhead_against_the_in_process_engine(cluster, rt2, manual_router, base_weights, hf_reference,
+                                                            capsys):
     """Printed, not asserted: the machine is shared, so timings vary with other people's load."""
     reqs = requests(8, 4, salt=5)
-    with http_runtime(cluster.good.urls[:1]) as rt1_fresh:
+    with http_runtime(cluster.good.urls[:1]) as rt1_fresh, \
+            http_runtime(cluster.good.urls, router_url=manual_router.url) as via_router:
         rows = []
-        for name, rt in (("in-process", cluster.local), ("http x1", rt1_fresh), ("http x2", rt2)):
+        for name, rt in (("in-process", cluster.local), ("http x1", rt1_fresh), ("http x2", rt2),
+                         ("router x2", via_router)):
             rt.replace_store(TrajectoryStore(max_tokens=None))
             rt.config = SpecConfig(lenience=1.0, seed=9)
             times, hits = [], []
