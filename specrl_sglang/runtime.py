@@ -127,7 +127,17 @@ class RolloutRuntime:
         return self._loop.run(self._exclusive_update(load, wait_s, interrupt, "update_weights"))
 
     def update_weights_from_disk(self, model_path: str, wait_s: float | None = None, interrupt: bool = False) -> int:
-        """Load a checkpoint directory of the same architecture and flush all KV."""
+        """Load a checkpoint directory of the same architecture and flush all KV. The directory is
+        validated first (weight_checks.check_checkpoint_dir: names, shapes, float dtypes, finite
+        values) when it is visible from this process; a refused one changes nothing."""
+        from pathlib import Path
+
+        from specrl_sglang.weight_checks import check_checkpoint_dir
+
+        if self.weight_spec is not None and (Path(model_path).exists() or getattr(self.engine, "shares_filesystem", True)):
+            if not Path(model_path).is_dir():
+                raise ValueError(f"update_weights_from_disk: {model_path} is not a checkpoint directory")
+            check_checkpoint_dir(self.weight_spec, model_path)
 
         async def load(engine: Engine) -> None:
             await engine.update_weights_from_disk(str(model_path), str(self.policy_version + 1))

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 
+TOP_K_MAX = 1 << 30  # SGLang's own "all tokens" top_k; larger values overflow its int32 tensors
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     """Per-step sampling parameters shared by every sample of a rollout step.
@@ -30,8 +33,8 @@ class SamplingConfig:
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k == 0 or self.top_k < -1:
-            raise ValueError(f"top_k must be -1 (off) or >= 1, got {self.top_k}")
+        if self.top_k == 0 or self.top_k < -1 or self.top_k > TOP_K_MAX:
+            raise ValueError(f"top_k must be -1 (off) or in [1, {TOP_K_MAX}], got {self.top_k}")
         if not 0 <= self.min_p <= 1:
             raise ValueError(f"min_p must be in [0, 1], got {self.min_p}")
         if any((not isinstance(t, int)) or t < 0 for t in self.stop_token_ids):

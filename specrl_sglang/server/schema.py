@@ -20,14 +20,13 @@ import numpy as np
 
 from specrl_sglang.prompt_identity import check_prompt_id
 from specrl_sglang.rollout_types import RolloutRequest
-from specrl_sglang.sampling import SamplingConfig
+from specrl_sglang.sampling import TOP_K_MAX, SamplingConfig
 from specrl_sglang.server.errors import ApiError
 from specrl_sglang.spec_config import check_mode, check_mode_sampling
 from specrl_sglang.token_checks import ModelLimits
 
 MiB = 1 << 20
 MAX_WAIT_S = 86_400.0  # a day; null means "no limit"
-TOP_K_MAX = 1 << 30  # SGLang's own "all tokens" top_k; larger values overflow its int32 tensors
 MAX_STOP_TOKENS = 256
 MAX_PATH_CHARS = 4096
 MAX_TENSOR_DIMS = 8
