@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,12 +54,16 @@ def merge_turn_metrics(total: dict[str, float], turn: dict[str, float]) -> None:
         total[name] = value if name not in total else _TURN_MERGE.get(name, max)((total[name], value))
 
 
-class StepLog:
-    """Records of one engine's steps, in completion order (appended on the actor's loop)."""
+HISTORY_LEN = 20_000  # records kept in memory (one per prompt group and step); the JSONL keeps all
 
-    def __init__(self, engine_index: int, jsonl_path: str | None = None) -> None:
+
+class StepLog:
+    """Records of one engine's steps, in completion order (appended on the actor's loop); the last
+    `history_len` stay in memory for `get_spec_stats` and the end-of-run summary."""
+
+    def __init__(self, engine_index: int, jsonl_path: str | None = None, history_len: int = HISTORY_LEN) -> None:
         self.engine_index, self.jsonl_path = engine_index, jsonl_path
-        self.records: list[dict[str, Any]] = []
+        self.records: deque[dict[str, Any]] = deque(maxlen=history_len)
 
     def add(self, result: Any, *, purpose: str, prompt_id: str, fresh_reason: str | None, temperature: float) -> dict:
         """Record one step (`result`: its RolloutResult)."""

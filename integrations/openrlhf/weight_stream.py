@@ -65,7 +65,8 @@ class WeightStream:
         return version
 
     def resume(self) -> bool:
-        """End of a paused round; False (and the session aborted) if the round was incomplete."""
+        """End of a paused round: False if it was left open (incomplete) and had to be aborted here;
+        True if it completed or a failure already aborted it (the runtime is then poisoned)."""
         if not self.open:
             return True
         self._abort()

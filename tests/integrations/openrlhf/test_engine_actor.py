@@ -123,11 +123,9 @@ def new_version(actor, weights):
 def test_each_prompt_is_one_concurrent_step_and_outputs_become_experiences(loop, actor, tokenizer, fresh):
     before = len(actor.log.records)
     outs = one_pass(loop, actor, tokenizer)
-    records = actor.log.records[before:]
+    records = list(actor.log.records)[before:]
     assert sorted(r["prompt_id"] for r in records) == sorted(key_of(tokenizer, p, l) for p, l in PROMPTS)
     assert all(r["num_prompts"] == 1 and r["num_samples"] == 4 and r["purpose"] == "train" for r in records)
-    spans = [(r["end_time"] - r["total_s"], r["end_time"]) for r in records]
-    assert max(s for s, _ in spans) < min(e for _, e in spans)  # the three steps ran at the same time
     for (prompt, label), samples in zip(PROMPTS, outs):
         assert len(samples) == 4 and all(s["prompt"] == prompt and s["label"] == label for s in samples)
         prompt_len = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -141,6 +139,13 @@ def test_each_prompt_is_one_concurrent_step_and_outputs_become_experiences(loop,
             assert exp.sequences.shape == (1, end) and exp.action_mask.shape == exp.rollout_log_probs.shape == (1, end - 1)
             assert exp.action_mask.sum().item() == end - start and "spec_full_reuse" in exp.info
     assert actor.get_num_unfinished_requests() == 0
+
+
+def test_groups_of_different_prompts_run_at_the_same_time(loop, actor, tokenizer, fresh):
+    before = len(actor.log.records)
+    one_pass(loop, actor, tokenizer, n=2, params=openrlhf_params(max_tokens=64, ignore_eos=True), max_length=128)
+    spans = [(r["end_time"] - r["total_s"], r["end_time"]) for r in list(actor.log.records)[before:]]
+    assert len(spans) == 3 and max(s for s, _ in spans) < min(e for _, e in spans)  # all three steps overlapped
 
 
 def test_after_a_weight_sync_each_slot_reuses_a_distinct_draft(loop, actor, tokenizer, fresh):
@@ -159,7 +164,7 @@ def test_after_a_weight_sync_each_slot_reuses_a_distinct_draft(loop, actor, toke
 def test_a_prompt_asked_again_under_the_same_policy_is_drawn_fresh(loop, actor, tokenizer, fresh):
     first = one_pass(loop, actor, tokenizer, prompts=PROMPTS[:1])
     again = one_pass(loop, actor, tokenizer, prompts=PROMPTS[:1])  # no weight sync in between
-    record = actor.log.records[-1]
+    record = list(actor.log.records)[-1]
     assert record["fresh_reason"] == "repeat" and record["mode"] == "exact" and record["num_with_draft"] == 4
     assert all(s["extra_logs"]["spec_fresh_draw"] == 1.0 for s in again[0])
     assert sorted(tuple(s["observation_tokens"]) for s in again[0]) != sorted(tuple(s["observation_tokens"]) for s in first[0])
@@ -173,7 +178,7 @@ def test_a_group_of_identical_fully_reused_drafts_is_redrawn(loop, actor, tokeni
     copies = [Response(out.token_ids.copy(), out.logprobs.copy()) for _ in range(4)]
     actor.runtime.store_call(lambda s: s.local.put(key, ids, copies))
     samples = one_pass(loop, actor, tokenizer, prompts=[(prompt, label)])[0]
-    copied, redrawn = actor.log.records[-2:]
+    copied, redrawn = list(actor.log.records)[-2:]
     assert copied["prompt_id"] == redrawn["prompt_id"] == key
     assert copied["num_fully_reused"] == 4 and copied["fresh_reason"] is None
     assert redrawn["fresh_reason"] == "identical" and redrawn["mode"] == "exact"
@@ -195,7 +200,7 @@ def test_a_group_dapo_will_filter_is_drawn_fresh_next_time(loop, actor, tokenize
     assert actor.fresh.fresh_ids == {const_key}
     new_version(actor, fresh)
     second = one_pass(loop, actor, tokenizer, prompts=prompts)
-    by_key = {r["prompt_id"]: r for r in actor.log.records[-2:]}
+    by_key = {r["prompt_id"]: r for r in list(actor.log.records)[-2:]}
     assert by_key[const_key]["fresh_reason"] == "filtered" and by_key[const_key]["mode"] == "exact"
     assert by_key[const_key]["num_fully_reused"] < 4  # new samples, not the filtered ones replayed
     assert sorted(tuple(s["observation_tokens"]) for s in second[0]) != sorted(tuple(s["observation_tokens"]) for s in first[0])
@@ -212,7 +217,7 @@ def test_eval_never_speculates_and_never_touches_training_drafts(loop, actor, to
     new_version(actor, fresh)
     # Eval set == training set, another temperature, IS-correction log-probs mode (refused for training).
     outs = one_pass(loop, actor, tokenizer, params=openrlhf_params(temperature=0.6), eval_=True)
-    records = actor.log.records[-3:]
+    records = list(actor.log.records)[-3:]
     assert all(r["purpose"] == "eval" and r["mode"] == "vanilla" and r["temperature"] == 0.6 for r in records)
     assert all(r["num_with_draft"] == 0 and r["num_tokens_decoded"] > 0 for r in records)
     assert all(s["extra_logs"]["spec_draft_hit"] == 0.0 for samples in outs for s in samples)
@@ -294,6 +299,22 @@ def test_weight_sync_streams_into_the_runtime(loop, actor, trainer, fresh, hf_re
     np.testing.assert_allclose(after, hf_reference(new).logprobs(prompt, draft), atol=2e-4)
 
 
+def test_an_incomplete_weight_round_poisons_the_engine_until_a_complete_one(loop, actor, trainer, fresh):
+    from specrl_sglang.engine_api import EngineError
+
+    (name, p), *rest = fresh
+    loop.run_until_complete(actor.pause_generation())
+    with pytest.raises(Exception, match="bogus"):  # the trainer broadcast it; the runtime refused the name
+        loop.run_until_complete(trainer.sync([("bogus." + name, p)] + rest[:1]))
+    assert loop.run_until_complete(actor.resume_generation()) is True  # the failed load closed the round itself
+    assert actor.runtime.poisoned and actor.weights.num_aborted_rounds >= 1
+    with pytest.raises(EngineError, match="weight update"):
+        loop.run_until_complete(actor.generate([5, 9, 13], openrlhf_params()))
+    loop.run_until_complete(trainer.sync(fresh))  # a complete round heals it
+    assert not actor.runtime.poisoned
+    assert len(loop.run_until_complete(actor.generate([5, 9, 13], openrlhf_params())).outputs[0].token_ids) >= 1
+
+
 def test_partial_rollout_interrupts_and_resumes_under_the_new_policy(loop, actor, trainer, fresh, hf_reference, tokenizer):
     new = hf_reference.perturbed(fresh, 0.05, seed=4)
     long = openrlhf_params(max_tokens=300, ignore_eos=True)
@@ -312,7 +333,7 @@ def test_partial_rollout_interrupts_and_resumes_under_the_new_policy(loop, actor
 
     before = len(actor.log.records)
     outs = loop.run_until_complete(go())
-    records = actor.log.records[before:]
+    records = list(actor.log.records)[before:]
     assert len(records) == 2 and all(r["num_rounds"] == 2 and r["policy_version"] == actor.runtime.policy_version
                                      for r in records)
     assert all(r["num_tokens_decoded_all_rounds"] > r["num_tokens_decoded"] for r in records)  # partial work kept

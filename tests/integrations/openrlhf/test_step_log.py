@@ -55,3 +55,11 @@ def test_summary_folds_training_steps_per_engine_and_version():
     assert [(r["policy_version"], r["num_steps"], r["num_samples"], r["num_fresh"]) for r in rows] == [(1, 2, 4, 2), (2, 1, 2, 0)]
     assert np.isclose(rows[0]["full_reuse_ratio"], 0.5) and rows[0]["mean_accepted_len"] == 3.0
     assert any("1 plain (vanilla) groups" in line for line in summary_lines(log.records))
+
+
+def test_history_in_memory_is_bounded():
+    log = StepLog(0, history_len=2)
+    for i in range(5):
+        log.add(SimpleNamespace(samples=[], stats=stats(policy_version=i)), purpose="train", prompt_id="p",
+                fresh_reason=None, temperature=1.0)
+    assert [r["policy_version"] for r in log.records] == [3, 4]
