@@ -10,7 +10,7 @@
 # Layout: 4 GPUs train the actor (DeepSpeed ZeRO-2), 4 GPUs run one SGLang engine each; weights are
 # broadcast over NCCL after every step (OpenRLHF's protocol), which also flushes stale KV and bumps
 # the engines' policy version. Drafts are sharded over the 4 engines (--spec.placement shared).
-# Compare against the same run with `--spec.disable` (same engines, no drafts) or against stock
+# Compare against the same run with `--spec.mode vanilla` (same engines, no drafts) or against stock
 # OpenRLHF (`--rollout.backend vllm`, i.e. drop the --spec.* flags): the launcher then runs OpenRLHF unchanged.
 # Needs: the GPU stack (pip install -e '.[gpu,openrlhf]' plus flash-attn), not run in CI.
 set -euo pipefail
@@ -23,7 +23,7 @@ cd "$root"
 
 exec python -m integrations.openrlhf.train_ppo_ray \
   --rollout.backend sglang-spec \
-  --spec.lenience 1.6487 \
+  --spec.mode spec-rl --spec.lenience 1.6487 \
   --spec.stats_jsonl "$OUT/spec_steps.jsonl" \
   --actor.model_name_or_path "$MODEL" \
   --actor.num_nodes 1 --actor.num_gpus_per_node 4 \
