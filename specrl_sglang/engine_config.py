@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Profile = Literal["cpu", "gpu"]
+CPU_MEM_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,11 @@ class EngineConfig:
                 attention_backend="torch_native",
                 sampling_backend="pytorch",
                 disable_cuda_graph=True,
-                mem_fraction_static=self.mem_fraction_static or 0.05,
+                # SGLang's CPU start checks that available RAM after loading stays above (1 - fraction)
+                # of what it was before; with a small fraction anything else allocating meanwhile
+                # (a second engine, a trainer) fails the start. The KV pool is capped by
+                # max_total_tokens, so the fraction changes nothing else.
+                mem_fraction_static=self.mem_fraction_static or CPU_MEM_FRACTION,
                 skip_server_warmup=True,
                 # An idle scheduler otherwise busy-polls a whole core; on a 2-core machine that is half
                 # of what the trainer (and the other processes) could use. It wakes on the next message.

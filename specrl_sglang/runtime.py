@@ -250,13 +250,18 @@ class RolloutRuntime:
         async with self._gate.exclusive(wait_s):
             await fn()
 
-    def replace_store(self, store: DraftStore, wait_s: float | None = None) -> DraftStore:
-        """Swap the draft store between steps (restore, clear); returns the old one."""
+    def replace_store(self, store: DraftStore, wait_s: float | None = None, num_steps: int | None = None) -> DraftStore:
+        """Swap the draft store between steps (restore, clear); returns the old one. `num_steps`
+        (a restore) also sets the step counter, so acceptance randomness continues its stream."""
         check_store(store)
+        if num_steps is not None and (isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0):
+            raise ValueError(f"num_steps must be an int >= 0, got {num_steps!r}")
 
         async def swap() -> DraftStore:
             async with self._gate.exclusive(wait_s):
                 old, self.store = self.store, store
+                if num_steps is not None:
+                    self.num_steps = num_steps
                 return old
 
         return self._loop.run(swap())

@@ -220,9 +220,8 @@ class SpecRolloutActor:
         """Restore this engine's shard, step counter and fresh-draw marks (before any rollout)."""
         store, meta = self.checkpoints.load(directory, self.drafts.num_shards)
         restored = ShardedDraftStore(store, self.engine_index, self.drafts.peers)
-        await self._blocking(self.runtime.replace_store, restored)
+        await self._blocking(self.runtime.replace_store, restored, None, meta.num_steps)
         self.drafts = restored
-        await self.runtime.astore_call(lambda _: setattr(self.runtime, "num_steps", meta.num_steps))
         self.fresh.fresh_ids = set(meta.fresh_ids)
         self.fresh.new_policy_epoch()
         return meta.num_prompts

@@ -23,14 +23,6 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from integrations.openrlhf.engine_actor import SpecRolloutActor
 from integrations.openrlhf.spec_args import SpecSettings
 
-# On CPU, SGLang checks at start that system-wide available memory after loading the weights is at
-# least (1 - mem_fraction_static) of what it was before. Our engines start concurrently, next to
-# OpenRLHF's model actors: with a small fraction (EngineConfig's CPU default) any of them allocating
-# a few percent of RAM meanwhile fails the start (seen: 2 engines, "Raise --mem-fraction-static above
-# 0.090"). The KV pool stays capped by max_total_tokens, so a larger fraction changes nothing else.
-CPU_MEM_FRACTION = 0.5
-
-
 def resolve_profile(settings: SpecSettings) -> str:
     if settings.engine_profile != "auto":
         return settings.engine_profile
@@ -57,7 +49,7 @@ def engine_config(
         extra.setdefault("disable_cuda_graph", True)
     mem = settings.mem_fraction_static
     if mem is None:
-        mem = gpu_memory_utilization if profile == "gpu" else CPU_MEM_FRACTION
+        mem = gpu_memory_utilization if profile == "gpu" else None  # None: EngineConfig's CPU default
     return EngineConfig(
         model_path=pretrain,
         profile=profile,
