@@ -46,6 +46,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -62,6 +63,7 @@ from specrl_sglang.worker_routing import WorkerRouter
 PROBE_TEMPERATURES = (0.5, 2.0)
 PROBE_TOLERANCE = 2e-3  # float32 prefill vs decode agree to ~1e-6; the other convention is off by ~0.1
 ROUTING_KEY_HEADER = "x-smg-routing-key"  # sglang-router's manual policy
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def _checked_url(url: str) -> str:
@@ -98,6 +100,8 @@ class HttpEngine:
         self.router = WorkerRouter(self.urls)
         self.router_url = _checked_url(router_url) if router_url is not None else None
         self._model_path, self.staging_dir = model_path, staging_dir
+        # a path visible here is the servers' path too (runtime.update_weights_from_disk checks it first)
+        self.shares_filesystem = all(urlparse(u).hostname in LOCAL_HOSTS for u in self.urls)
         self.engine_id = uuid.uuid4().hex[:8]  # tags the weight versions this engine sets
         self.num_requests: Counter[str] = Counter()  # generate requests per target (worker, or the router)
         self.http_overhead_s = 0.0  # sum over requests of (client wall time - SGLang's e2e latency)

@@ -120,6 +120,16 @@ def key_per_worker(engine):
 
 
 # ---------------------------------------------------------------------------------------- connect
+def test_only_loopback_workers_count_as_sharing_this_filesystem():
+    def shares(urls):
+        engine = HttpEngine.__new__(HttpEngine)
+        engine._setup(urls, None, None, None)  # no connection: URL rules only
+        return engine.shares_filesystem
+
+    assert shares(["http://127.0.0.1:1", "http://localhost:2/"])
+    assert not shares(["http://127.0.0.1:1", "http://10.0.0.5:3"])
+
+
 def test_a_server_without_original_log_probs_is_refused_at_connect(cluster):
     url = cluster.bad.urls[0]
     for urls in ([url], [cluster.good.urls[0], url]):
