@@ -158,8 +158,14 @@ class InProcessEngine:
             names=list(names), dtypes=[str(d).replace("torch.", "") for d in dtypes],
             shapes=[list(map(int, s)) for s in shapes], group_name=group_name, flush_cache=False,
         )
-        expect_ok(await self._tm.update_weights_from_distributed(obj, None), "update_weights_from_distributed")
-        await self._finish_update(weight_version)
+        # SGLang 0.5.23 refuses this outside a begin/end weight-update session.
+        await self.begin_weight_update()
+        try:
+            expect_ok(await self._tm.update_weights_from_distributed(obj, None), "update_weights_from_distributed")
+        except BaseException:
+            await self.abort_weight_update()
+            raise
+        await self.end_weight_update(weight_version)
 
     async def _finish_update(self, weight_version: str) -> None:
         from sglang.srt.managers.io_struct import UpdateWeightVersionReqInput

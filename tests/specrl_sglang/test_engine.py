@@ -154,3 +154,37 @@ def test_memory_release_needs_the_gpu_memory_saver(rt):
     with pytest.raises(ValueError, match="enable_memory_saver needs profile='gpu'"):
         EngineConfig(model_path="m", enable_memory_saver=True)
     assert not rt.poisoned
+
+
+def test_broadcast_update_from_a_trainer_process_group(rt, base, hf_reference):
+    """This process is the trainer: rank 0 of a gloo group whose rank 1 is the engine's scheduler."""
+    import datetime
+    import socket
+    import uuid
+
+    from sglang.srt.utils import init_custom_process_group
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    group, box = f"specrl_test_{uuid.uuid4().hex[:8]}", {}
+    joining = threading.Thread(target=lambda: box.update(pg=init_custom_process_group(
+        backend="gloo", init_method=f"tcp://127.0.0.1:{port}", world_size=2, rank=0, group_name=group,
+        timeout=datetime.timedelta(seconds=120))))
+    joining.start()
+    rt.init_weights_update_group("127.0.0.1", port, 1, 2, group, "gloo")
+    joining.join()
+    new = hf_reference.perturbed(base, 0.05, seed=21)
+    version = rt.policy_version
+    receiving = threading.Thread(target=lambda: box.update(v=rt.update_weights_from_distributed(
+        [k for k, _ in new], [str(v.dtype) for _, v in new], [list(v.shape) for _, v in new], group)))
+    receiving.start()
+    try:
+        for _, tensor in new:
+            torch.distributed.broadcast(tensor.contiguous(), src=0, group=box["pg"])
+    finally:
+        receiving.join(timeout=120)
+        torch.distributed.destroy_process_group(box["pg"])
+    assert box["v"] == version + 1
+    draft = np.array([7, 8, 9, 10], np.int32)
+    np.testing.assert_allclose(verify(rt, PROMPT, draft).logprobs, hf_reference(new).logprobs(PROMPT, draft), atol=1e-4)
