@@ -14,7 +14,7 @@ from specrl_sglang.cli import main
 from specrl_sglang.inspect.plot import PANELS, plot_report
 from specrl_sglang.inspect.sources import bucket_labels, from_report, from_snapshot
 from specrl_sglang.rollout_types import Sample
-from specrl_sglang.step_stats import summarize_step
+from specrl_sglang.step_stats import StepCounters, StepTimings, summarize_step
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -28,9 +28,10 @@ def step_row(step, rng, kv_hit=True):
         length = max(accepted + int(rng.integers(0 if accepted == draft else 1, 10)), 1)
         samples.append(Sample(i // 2, np.zeros(length, np.int32), np.zeros(length, np.float32), draft, accepted,
                               draft > 0 and accepted == draft and length == accepted, "stop"))
-    stats = summarize_step(samples, num_prompts=4, policy_version=step, lenience=1.65, num_verify_requests=8 if step else 0,
-                           kv_cached_tokens=90 if kv_hit and step else 0, kv_expected_tokens=100 if kv_hit and step else 0,
-                           timings={"verify": 0.1, "continue": 0.3, "total": 0.45})
+    counters = StepCounters(num_verify_requests=8 if step else 0, kv_cached_tokens=90 if kv_hit and step else 0,
+                            kv_expected_tokens=100 if kv_hit and step else 0)
+    stats = summarize_step(samples, step_index=step, mode="spec-rl", lenience=1.65, policy_version=step, num_prompts=4,
+                           counters=counters, timings=StepTimings(verify_s=0.1, continue_s=0.3, total_s=0.45), pipelined=True)
     store = {"num_puts": 4 * (step + 1), "num_lookups": 4 * (step + 1), "num_lookups_with_draft": 4 * step,
              "num_slots_requested": 8 * (step + 1), "num_drafts_returned": 8 * step, "num_draft_tokens_returned": 100 * step,
              "num_evicted_prompts": step, "num_evicted_tokens": 20 * step, "num_prompts": 4, "num_samples": 8,
