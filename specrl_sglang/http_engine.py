@@ -66,11 +66,27 @@ ROUTING_KEY_HEADER = "x-smg-routing-key"  # sglang-router's manual policy
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-def _checked_url(url: str) -> str:
+def checked_url(url: str) -> str:
+    """`url` without a trailing slash; ValueError unless it is http(s)://host[:port][/path]."""
     url = str(url).strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"an SGLang server URL must start with http:// or https://, got {url!r}")
+    parsed = urlparse(url)
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number in 0..65535
+    except ValueError:
+        raise ValueError(f"an SGLang server URL needs a numeric port, got {url!r}") from None
+    if not parsed.hostname:
+        raise ValueError(f"an SGLang server URL needs a host, got {url!r}")
     return url
+
+
+def checked_urls(urls: Sequence[str] | str, router_url: str | None = None) -> tuple[list[str], str | None]:
+    """(the workers' URLs, the router's) checked as `HttpEngine` takes them: at least one worker,
+    each URL well-formed, the workers distinct; ValueError naming the bad one."""
+    workers = [checked_url(u) for u in ([urls] if isinstance(urls, str) else urls)]
+    WorkerRouter(workers)  # at least one, distinct
+    return workers, checked_url(router_url) if router_url is not None else None
 
 
 class HttpEngine:
@@ -96,9 +112,8 @@ class HttpEngine:
         return self
 
     def _setup(self, urls, model_path, router_url, staging_dir) -> None:
-        self.urls = [_checked_url(u) for u in ([urls] if isinstance(urls, str) else urls)]
+        self.urls, self.router_url = checked_urls(urls, router_url)
         self.router = WorkerRouter(self.urls)
-        self.router_url = _checked_url(router_url) if router_url is not None else None
         self._model_path, self.staging_dir = model_path, staging_dir
         # a path visible here is the servers' path too (runtime.update_weights_from_disk checks it first)
         self.shares_filesystem = all(urlparse(u).hostname in LOCAL_HOSTS for u in self.urls)

@@ -12,7 +12,9 @@ Files, outside in:
 - service.py (the verbs) with weight_updates.py, snapshots.py (consistent snapshot writes,
   checked restores), sandbox.py (snapshot directory, weight-directory allow-list), step_log.py
   (/stats history, JSONL report), store_summary.py, metrics.py (Prometheus)
-- engine_host.py (engine death -> 503, restart, store recovery), engine_listeners.py (SGLang's
-  distributed-init rendezvous kept off the network)
+- runtime_host.py (the contract of the runtime's owner), with two owners: engine_host.py (the
+  embedded engine: death -> 503, restart, store_recovery.py) and workers_host.py (--sglang-url:
+  SGLang HTTP servers that run on their own; a dead worker -> 503 naming it, nothing restarted);
+  engine_listeners.py (the embedded engine's distributed-init rendezvous kept off the network)
 - client.py (`RolloutClient`)
 """

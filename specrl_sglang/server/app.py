@@ -101,7 +101,7 @@ def build_app(service: RolloutService, auth: BearerAuth, idle_s: float) -> Starl
     ]
 
     async def health(request: Request) -> Response:
-        body = service.health()
+        body = await service.health()
         status = 200 if body["status"] in ("ok", "poisoned") else 503
         return _get(request, "health", lambda: body, status)
 

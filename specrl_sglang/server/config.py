@@ -2,7 +2,12 @@
 
 Values only; what needs the disk (the model's vocabulary, the snapshot file, the report) is
 checked by `preflight.prepare`, also before the engine starts. Defaults that belong to the core
-are imported from their owners (mode and lenience: spec_config).
+are imported from their owners (mode and lenience: spec_config; URL rules: http_engine).
+
+Two engines: embedded (`model_path` required: an offline SGLang engine in this process, with the
+engine settings below) or external (`sglang_urls`: SGLang HTTP servers already running, optionally
+behind `sglang_router`; `model_path` is then optional - the checkpoint the servers serve, if the
+path they were launched with is not readable here - and the engine settings do not apply).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ ENGINE_LISTEN = ("loopback", "any")
 
 @dataclass(frozen=True)
 class ServeConfig:
-    model_path: str
+    model_path: str | None
     mode: str = DEFAULT_MODE
     lenience: float = DEFAULT_LENIENCE
     seed: int = 0
@@ -46,9 +51,12 @@ class ServeConfig:
     max_total_tokens: int = 65536  # SGLang's KV pool
     engine_listen: str = "loopback"  # "any": SGLang's own distributed-init defaults (all interfaces)
     log_level: str = "info"
+    sglang_urls: tuple[str, ...] = ()  # external SGLang servers (none: the embedded engine)
+    sglang_router: str | None = None  # an sglang-router (manual policy) in front of sglang_urls
 
     def __post_init__(self) -> None:
         self.spec_config  # validates mode, lenience, seed
+        self._check_engine_choice()
         _count(self.store_max_tokens, "--store-max-tokens", allow_none=True)
         _count(self.snapshot_every, "--snapshot-every", minimum=0)
         _count(self.history_len, "history_len")
@@ -73,7 +81,28 @@ class ServeConfig:
                 ipaddress.ip_address(self.host)
             except ValueError:
                 raise ValueError(f"--host must be an IP address or localhost, got {self.host!r}") from None
-        self.engine_config  # validates profile, KV pool size
+        if not self.external:
+            self.engine_config  # validates profile, KV pool size
+
+    def _check_engine_choice(self) -> None:
+        from specrl_sglang.http_engine import checked_urls  # the one owner of the URL rules
+
+        if not self.external:
+            if self.sglang_router is not None:
+                raise ValueError("--sglang-router needs the workers' URLs too (--sglang-url URL, once per worker): "
+                                 "weight updates and flushes go to every worker directly")
+            if not self.model_path:
+                raise ValueError("serve needs --model DIR, --tiny or --sglang-url URL")
+            return
+        try:
+            checked_urls(self.sglang_urls, self.sglang_router)
+        except ValueError as exc:
+            raise ValueError(f"--sglang-url / --sglang-router: {exc}") from None
+
+    @property
+    def external(self) -> bool:
+        """True: serve through SGLang HTTP servers (`sglang_urls`), not an embedded engine."""
+        return bool(self.sglang_urls)
 
     @property
     def spec_config(self) -> SpecConfig:

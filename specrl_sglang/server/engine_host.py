@@ -14,6 +14,8 @@ that only calls `check_now`) and every request to it would hang. The host watche
    the new runtime is then poisoned (rollouts 503) until a complete weight update arrives. The
    policy version continues, so no answer ever claims a version whose weights it does not hold;
 5. reports what happened in `restarts` (reason, failed requests, store, weights).
+Contract: `runtime_host.RuntimeHost` (the other owner, `workers_host`, serves through external
+SGLang servers and restarts nothing).
 Requests run through `guard`, which races them against the engine's death. Methods run on the
 server's event loop; the blocking runtime calls go to worker threads.
 """
@@ -31,6 +33,7 @@ import psutil
 from specrl_sglang.draft_store import DraftStore
 from specrl_sglang.runtime import RolloutRuntime
 from specrl_sglang.server.errors import EngineUnavailable
+from specrl_sglang.server.runtime_host import EngineHealth
 
 log = logging.getLogger("specrl_sglang.server")
 T = TypeVar("T")
@@ -184,6 +187,9 @@ class EngineHost:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
         raise EngineUnavailable(f"the SGLang engine died while this request ran ({self.reason}); "
                                 "nothing of it was recorded")
+
+    async def engine_health(self) -> EngineHealth:
+        return EngineHealth({}, None)  # the processes are watched (`watch`); state and reason say the rest
 
     def note_disk_update(self, model_path: str) -> None:
         self.model_path, self.memory_updates_since_disk, self.full_update_required = model_path, 0, False

@@ -1,11 +1,13 @@
 """Everything `serve` checks on disk before the (10-100 s) engine start; a bad value stops it here.
 
-`prepare(config)` reads the model's facts (vocabulary, context length, parameter shapes - from its
-config.json and safetensors headers, no engine), sets up the snapshot directory (removing temp
-files of killed snapshot writes), loads and validates the default snapshot against the model
-(a corrupt one stops the start: a server never comes up silently empty), prepares the report
-(step numbers continue) and the weight-directory allow-list. Errors are ValueErrors naming the
-flag; nothing has been started when one is raised.
+The model's facts (`ModelFacts`: its checkpoint directory, vocabulary, context length, parameter
+shapes) come from its checkpoint before an embedded engine starts (`checkpoint_facts`: config.json
+and safetensors headers, no engine), or from the connected HttpEngine with --sglang-url
+(`engine_facts`: connecting starts nothing). `prepare(config, facts)` then sets up the snapshot
+directory (removing temp files of killed snapshot writes), loads and validates the default
+snapshot against the model (a corrupt one stops the start: a server never comes up silently
+empty), prepares the report (step numbers continue) and the weight-directory allow-list. Errors
+are ValueErrors naming the flag; nothing has been started when one is raised.
 """
 
 from __future__ import annotations
@@ -22,11 +24,23 @@ from specrl_sglang.server.schema import MiB, ServerLimits
 from specrl_sglang.server.snapshots import load_for_model, restore_report
 from specrl_sglang.server.step_log import resume_report
 from specrl_sglang.token_checks import ModelLimits
+from specrl_sglang.weight_checks import WeightSpec
+
+
+class ModelFacts(NamedTuple):
+    model_dir: Path  # the served checkpoint, readable here
+    limits: ModelLimits
+    weight_spec: WeightSpec
+
+    @property
+    def num_params(self) -> int:
+        return sum(math.prod(shape) for shape in self.weight_spec.shapes.values())
 
 
 class Prepared(NamedTuple):
     config: ServeConfig
     model: ModelLimits
+    model_path: str  # the served checkpoint (--model, --tiny's, or the one the SGLang servers serve)
     limits: ServerLimits
     snapshots: SnapshotDir | None
     weights: WeightsAllowList
@@ -36,13 +50,35 @@ class Prepared(NamedTuple):
     stale_tmp_removed: list[str]
 
 
-def prepare(config: ServeConfig) -> Prepared:
-    model_dir = Path(config.model_path).resolve()
+def checkpoint_facts(model_path: str) -> ModelFacts:
+    """The facts of a local checkpoint directory (before an embedded engine starts)."""
+    from specrl_sglang.engine import model_facts
+
+    model_dir = Path(model_path).resolve()
     if not (model_dir / "config.json").is_file():
-        raise ValueError(f"--model {config.model_path}: not a Hugging Face checkpoint directory (no config.json)")
-    model, num_params = _model_facts(model_dir)
-    weights_limit = config.max_weights_bytes or num_params * 8 + MiB  # float64 of every parameter, plus framing
-    snapshots, removed = _snapshot_dir(config, model_dir)
+        raise ValueError(f"--model {model_path}: not a Hugging Face checkpoint directory (no config.json)")
+    try:
+        limits, _ = model_facts(str(model_dir))
+        spec = WeightSpec.from_checkpoint(model_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"--model {model_dir}: cannot read the checkpoint: {exc}") from None
+    if spec is None:
+        raise ValueError(f"--model {model_dir}: no safetensors weights (weight updates could not be validated)")
+    return ModelFacts(model_dir, limits, spec)
+
+
+def engine_facts(engine: Any, model_path: str | None) -> ModelFacts:
+    """The facts a connected HttpEngine read (`model_path`: --model, else the workers' launch path)."""
+    if engine.weight_spec is None:
+        raise ValueError(f"{engine.description}: no safetensors weights here (weight updates could not be validated); "
+                         "pass --model DIR, the checkpoint the servers serve")
+    return ModelFacts(Path(model_path or engine.facts[0].model_path).resolve(), engine.limits, engine.weight_spec)
+
+
+def prepare(config: ServeConfig, facts: ModelFacts) -> Prepared:
+    model = facts.limits
+    weights_limit = config.max_weights_bytes or facts.num_params * 8 + MiB  # float64 of every parameter, plus framing
+    snapshots, removed = _snapshot_dir(config, facts.model_dir)
     report = _report(config, snapshots)
     store, restored = TrajectoryStore(config.store_max_tokens), None
     if snapshots is not None and snapshots.default_path is not None and snapshots.default_path.exists():
@@ -52,22 +88,8 @@ def prepare(config: ServeConfig) -> Prepared:
             raise ValueError(f"--snapshot {snapshots.default_path} is not a usable snapshot ({exc}); "
                              "move it away to start with an empty store") from None
         store, restored = loaded.store, restore_report(snapshots.default_path, loaded)
-    return Prepared(config, model, config.limits(weights_limit), snapshots, WeightsAllowList(config.weights_dirs),
-                    store, restored, report, removed)
-
-
-def _model_facts(model_dir: Path) -> tuple[ModelLimits, int]:
-    from specrl_sglang.engine import model_facts
-    from specrl_sglang.weight_checks import WeightSpec
-
-    try:
-        limits, _ = model_facts(str(model_dir))
-        spec = WeightSpec.from_checkpoint(model_dir)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"--model {model_dir}: cannot read the checkpoint: {exc}") from None
-    if spec is None:
-        raise ValueError(f"--model {model_dir}: no safetensors weights (weight updates could not be validated)")
-    return limits, sum(math.prod(shape) for shape in spec.shapes.values())
+    return Prepared(config, model, str(facts.model_dir), config.limits(weights_limit), snapshots,
+                    WeightsAllowList(config.weights_dirs), store, restored, report, removed)
 
 
 def _snapshot_dir(config: ServeConfig, model_dir: Path) -> tuple[SnapshotDir | None, list[str]]:

@@ -5,6 +5,8 @@ SGLang's subprocesses send when they fail - never kills this process: it wakes t
 watcher), then the engine (in its runtime's loop thread, so SGLang installs no handlers of its
 own), then uvicorn on this thread's event loop with the engine watcher beside it. On exit: the
 default snapshot is saved (if the engine is up), then the engine shut down.
+With --sglang-url the host (`workers_host.WorkersHost`) is already connected when `serve` is
+called (preflight needed the servers' model facts); on exit only its connections are closed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ import socket
 import sys
 import time
 
+from typing import TYPE_CHECKING
+
 from specrl_sglang.server.preflight import Prepared
+
+if TYPE_CHECKING:
+    from specrl_sglang.server.runtime_host import RuntimeHost
 
 log = logging.getLogger("specrl_sglang.server")
 
@@ -32,7 +39,9 @@ def check_port(host: str, port: int) -> None:
             raise OSError(f"--host {host} --port {port}: {exc.strerror or exc}") from None
 
 
-def serve(prepared: Prepared) -> int:
+def serve(prepared: Prepared, host: "RuntimeHost | None" = None) -> int:
+    """Serve until SIGTERM/SIGINT. `host`: a connected WorkersHost (--sglang-url); None: start the
+    embedded engine under an EngineHost."""
     import uvicorn
 
     from specrl_sglang.engine import InProcessEngine
@@ -47,7 +56,7 @@ def serve(prepared: Prepared) -> int:
     config = prepared.config
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     stop = {"requested": False}
-    host: EngineHost | None = None
+    external, host = host is not None, host
 
     def request_stop(signum, frame) -> None:  # before/after uvicorn runs; uvicorn has its own while serving
         stop["requested"] = True
@@ -68,14 +77,16 @@ def serve(prepared: Prepared) -> int:
         return RolloutRuntime(lambda: InProcessEngine(engine_config), store, config.spec_config)
 
     service: RolloutService | None = None
-    host = EngineHost(build, config.model_path, lambda old: service.recover_store(old))
+    if host is None:
+        host = EngineHost(build, config.model_path, lambda old: service.recover_store(old))
     for name in prepared.stale_tmp_removed:
         print(f"removed {name}, left by a snapshot write that was killed", flush=True)
     if prepared.restored_from:
         r = prepared.restored_from
         print(f"restored {r['num_prompts']} prompts from {r['path']} (dropped {r['num_dropped']} that do not fit "
               f"the model, evicted {r['num_evicted']} over the budget)", flush=True)
-    print(f"specrl-sglang serve: starting SGLang on {config.model_path} ...", flush=True)
+    where = f"SGLang servers {', '.join(config.sglang_urls)}" if external else f"SGLang on {config.model_path}"
+    print(f"specrl-sglang serve: {'connected to' if external else 'starting'} {where} ...", flush=True)
     t0 = time.perf_counter()
     try:
         try:
@@ -91,7 +102,7 @@ def serve(prepared: Prepared) -> int:
             timeout_keep_alive=5,
         ))
         if not stop["requested"]:
-            print(f"specrl-sglang serve: http://{config.host}:{config.port} (engine started in "
+            print(f"specrl-sglang serve: http://{config.host}:{config.port} (engine {'ready' if external else 'started'} in "
                   f"{time.perf_counter() - t0:.1f} s, mode {config.mode}, policy_version {runtime.policy_version})", flush=True)
             asyncio.run(_serve(server, service, host))
         else:

@@ -1,4 +1,5 @@
-"""RolloutService: the HTTP verbs as a thin adapter over the RolloutRuntime (through EngineHost).
+"""RolloutService: the HTTP verbs as a thin adapter over the RolloutRuntime (through its RuntimeHost:
+EngineHost for the embedded engine, WorkersHost for SGLang servers given with --sglang-url).
 
 No lock and no version check of its own: the runtime makes each step atomic with respect to
 weight updates (its StepGate), so handlers simply await `runtime.astep(...)` and concurrent
@@ -10,7 +11,8 @@ under (a step's own, from its StepStats).
 
 Errors (ApiError): request conflicts with the store -> 409 (prompt-id collision: nothing
 recorded, the store unchanged); values the runtime refuses (weights that do not fit the model,
-...) -> 400 with nothing loaded; a poisoned runtime or a dead engine -> 503 with the reason.
+...) -> 400 with nothing loaded; a poisoned runtime, a dead engine or an SGLang worker that does
+not answer (WorkerUnavailable, naming it) -> 503 with the reason.
 Runs on the server's event loop only (the step log, counters and metrics are touched there).
 """
 
@@ -23,17 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from radix_cache.responses import prompt_digest
-from radix_cache.snapshot import SnapshotError, content_digest, encode_snapshot, write_snapshot
+from radix_cache.snapshot import SnapshotError, content_digest
 from radix_cache.trajectory_store import PromptCollisionError, TrajectoryStore
 from specrl_sglang.draft_store import DraftStore
-from specrl_sglang.engine_api import EngineError
-from specrl_sglang.server.engine_host import EngineHost
+from specrl_sglang.engine_api import EngineError, WorkerUnavailable
 from specrl_sglang.server.errors import ApiError, EngineUnavailable
 from specrl_sglang.server.metrics import ServiceMetrics
 from specrl_sglang.server.preflight import Prepared
+from specrl_sglang.server.runtime_host import RuntimeHost
 from specrl_sglang.server.schema import RolloutCall, UpdateOptions
 from specrl_sglang.server.snapshots import SnapshotWriter, load_for_model, restore_report
 from specrl_sglang.server.step_log import StepLog
+from specrl_sglang.server.store_recovery import recover_store
 from specrl_sglang.server.store_summary import store_summary
 from specrl_sglang.server.weight_updates import WeightUpdates
 from specrl_sglang.step_gate import GateTimeout
@@ -42,14 +45,14 @@ logger = logging.getLogger("specrl_sglang.server")
 
 
 class RolloutService:
-    def __init__(self, prepared: Prepared, host: EngineHost, metrics: ServiceMetrics | None = None) -> None:
+    def __init__(self, prepared: Prepared, host: RuntimeHost, metrics: ServiceMetrics | None = None) -> None:
         self.prepared, self.config, self.host = prepared, prepared.config, host
         self.model = prepared.model
         self.metrics = metrics or ServiceMetrics()
         self.log = StepLog(self.config.report_path, self.config.history_len)
         self.snapshots = prepared.snapshots
         self.writer = SnapshotWriter(self.snapshots) if self.snapshots is not None else None
-        self.weights = WeightUpdates(host, prepared.weights, self.metrics, self.config.model_path)
+        self.weights = WeightUpdates(host, prepared.weights, self.metrics, prepared.model_path)
         self.restored_from = prepared.restored_from
         self.store_state: dict[str, Any] = store_summary(prepared.store)
         self._num_finished = 0
@@ -115,8 +118,13 @@ class RolloutService:
         return "requests" if index is None else f"requests[{index}].prompt_ids"
 
     def engine_failure(self, exc: EngineError) -> ApiError:
-        """The answer to an EngineError: 503 if the engine is dead or the runtime poisoned, else 500."""
+        """The answer to an EngineError: 503 if the engine is dead, a worker does not answer or the
+        runtime is poisoned, else 500."""
         runtime = self.host.runtime
+        if isinstance(exc, WorkerUnavailable):  # names the worker; nothing here restarts it
+            after = ("; no rollout is served until a complete weight update succeeds" if runtime is not None
+                     and runtime.poisoned else "; nothing of this request was recorded")
+            return EngineUnavailable(f"{exc}{after}")
         if self.host.procs is not None and self.host.procs.dead():
             self.host.check_now()
             return EngineUnavailable(f"the SGLang engine died ({self.host.procs.dead()}): {exc}; restarting it")
@@ -186,26 +194,7 @@ class RolloutService:
     async def recover_store(self, old: DraftStore) -> tuple[DraftStore, dict[str, Any]]:
         """After an engine death (EngineHost): snapshot the live store, restore that snapshot."""
         self.metrics.engine_restarts.inc()
-        for prompt_id in list(getattr(old, "prompt_ids", lambda: [])()):
-            old.release(prompt_id)  # locks of the cancelled steps
-        target = self.snapshots.default_path if self.snapshots is not None else None
-        if target is None:
-            return old, {"kept": "in memory (no --snapshot configured)", "num_prompts": old.stats().num_prompts}
-        try:
-            await asyncio.to_thread(lambda: write_snapshot(encode_snapshot(old), target))
-            self.snapshots.claim(target)
-        except Exception as exc:  # keep the last snapshot on disk; say what that loses
-            note = f"could not snapshot the live store ({exc}); restoring the last snapshot on disk"
-        else:
-            note = "snapshot of the live store"
-        try:
-            loaded = await asyncio.to_thread(load_for_model, target, self.config.store_max_tokens, self.model.vocab_size)
-        except (SnapshotError, OSError) as exc:
-            return TrajectoryStore(self.config.store_max_tokens), {"kept": f"nothing: {note}, which failed: {exc}",
-                                                                  "num_prompts_lost": old.stats().num_prompts}
-        report = restore_report(target, loaded)
-        report.update(kept=note, num_prompts_lost=max(0, old.stats().num_prompts - len(loaded.store)))
-        return loaded.store, report
+        return await recover_store(old, self.snapshots, self.config.store_max_tokens, self.model.vocab_size)
 
     # ------------------------------------------------------------------ views
     async def _publish(self) -> None:
@@ -219,18 +208,23 @@ class RolloutService:
         digest = await self.host.guard(lambda rt: rt.astore_call(content_digest))
         return {"content_sha256": digest, "store": self.store_state}
 
-    def health(self) -> dict[str, Any]:
+    async def health(self) -> dict[str, Any]:
         runtime, host = self.host.runtime, self.host
         core = runtime.health() if runtime is not None and host.state == "ok" else {}
         status = core.get("status", host.state) if host.state == "ok" else host.state
+        engine = await host.engine_health() if host.state == "ok" else None
+        if engine is not None and engine.problem:
+            status = "unavailable"
         return {
             **core,
+            **(engine.fields if engine is not None else {}),
             "status": status,
-            "reason": core.get("reason") or host.reason,
+            "reason": (engine.problem if engine is not None else None) or core.get("reason") or host.reason,
             "busy": bool(runtime is not None and runtime.busy),
             "updates_in_flight": self.weights.in_flight,
             "uptime_s": time.time() - self._started,
-            "model_path": self.config.model_path,
+            "model_path": self.prepared.model_path,
+            "sglang_urls": list(self.config.sglang_urls),
             "weights_from": host.model_path,
             "vocab_size": self.model.vocab_size,
             "context_len": self.model.context_len,

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from specrl_sglang.engine_api import EngineError
-from specrl_sglang.server.engine_host import EngineHost
 from specrl_sglang.server.errors import ApiError
 from specrl_sglang.server.metrics import ServiceMetrics
+from specrl_sglang.server.runtime_host import RuntimeHost
 from specrl_sglang.server.sandbox import WeightsAllowList
 from specrl_sglang.server.schema import UpdateOptions
 from specrl_sglang.step_gate import GateTimeout
@@ -31,7 +31,7 @@ Failure = Callable[[EngineError], ApiError]
 
 
 class WeightUpdates:
-    def __init__(self, host: EngineHost, allowed: WeightsAllowList, metrics: ServiceMetrics, model_path: str) -> None:
+    def __init__(self, host: RuntimeHost, allowed: WeightsAllowList, metrics: ServiceMetrics, model_path: str) -> None:
         self.host, self.allowed, self.metrics = host, allowed, metrics
         self.stored_names = frozenset(read_headers(Path(model_path)) or ())  # what a complete update carries
         self.in_flight = 0  # update requests waiting for, or inside, the runtime's exclusive section

@@ -71,10 +71,15 @@ class ServerProc:
         head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         with socket.create_connection((host, int(port)), timeout=timeout) as s:
             s.sendall(head.encode() + b"\r\n" + body)
-            try:
-                return s.recv(65536).decode(errors="replace")
-            except TimeoutError:
-                return ""
+            chunks: list[bytes] = []
+            try:  # headers and body may arrive in separate segments: read until the server closes
+                while chunk := s.recv(65536):
+                    chunks.append(chunk)
+                    if _complete(b"".join(chunks)):
+                        break
+            except (TimeoutError, ConnectionResetError):
+                pass
+            return b"".join(chunks).decode(errors="replace")
 
     def digest(self) -> str:
         return self.client().store_digest()["content_sha256"]
@@ -110,15 +115,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_path: str, workdir: Path, *extra: str, token: str | None = TOKEN,
+def start_server(model_path: str | None, workdir: Path, *extra: str, token: str | None = TOKEN,
                  timeout: float = 300.0, port: int | None = None) -> ServerProc:
-    """Start `python -m specrl_sglang serve` and wait until /health answers with a running engine."""
+    """Start `python -m specrl_sglang serve` and wait until /health answers with a running engine.
+    `model_path` None: no embedded engine (pass --sglang-url in `extra`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log = workdir / f"server-{port}.log"
     snapdir = workdir / "snaps"
-    args = ["--model", model_path, "--port", str(port), "--snapshot-dir", str(snapdir), "--snapshot", "store.snap",
-            "--report", str(workdir / "steps.jsonl"), "--max-total-tokens", "16384", "--log-level", "warning", *extra]
+    engine = ["--model", model_path, "--max-total-tokens", "16384"] if model_path is not None else []
+    args = [*engine, "--port", str(port), "--snapshot-dir", str(snapdir), "--snapshot", "store.snap",
+            "--report", str(workdir / "steps.jsonl"), "--log-level", "warning", *extra]
     if token:
         args += ["--auth-token", token]
     with open(log, "ab") as out:
@@ -189,3 +196,15 @@ def launcher():
     """`start`, `stop`, `wait_ready` for tests that manage their own server (test modules cannot
     import conftest under --import-mode=importlib)."""
     return SimpleNamespace(start=start_server, stop=stop_server, wait_ready=wait_ready, token=TOKEN)
+
+
+def _complete(answer: bytes) -> bool:
+    """True once an HTTP answer holds its headers and the Content-Length bytes they announce."""
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value.strip())
+    return False

@@ -82,6 +82,42 @@ def test_bad_flags_stop_serve_before_the_engine_starts(work, tiny_model_path, fl
     assert not [p for p in __import__("psutil").Process().children() if p.name().startswith("sglang")]
 
 
+EXTERNAL = [
+    ("sglang-url-with-tiny", ["--tiny", "--sglang-url", "http://127.0.0.1:9"], "--tiny: embedded-engine flags do not apply"),
+    ("sglang-url-with-profile", ["--sglang-url", "http://127.0.0.1:9", "--profile", "gpu", "--max-total-tokens", "512"],
+     "--max-total-tokens, --profile: embedded-engine flags do not apply with --sglang-url"),
+    ("sglang-url-without-scheme", ["--sglang-url", "127.0.0.1:9"], "must start with http:// or https://"),
+    ("sglang-url-twice", ["--sglang-url", "http://127.0.0.1:9", "--sglang-url", "http://127.0.0.1:9/"], "must be distinct"),
+    ("router-without-urls", ["--sglang-router", "http://127.0.0.1:9"], "--sglang-router needs the workers' URLs"),
+    ("router-without-scheme", ["--sglang-url", "http://127.0.0.1:9", "--sglang-router", "r:1"], "must start with http://"),
+]
+
+
+@pytest.mark.parametrize("flags, fragment", [c[1:] for c in EXTERNAL], ids=[c[0] for c in EXTERNAL])
+def test_bad_sglang_server_flags_are_refused_before_connecting(work, tiny_model_path, flags, fragment):
+    message = bad(work, tiny_model_path, *flags)
+    assert message.startswith("serve: ") and fragment in message, message
+
+
+def test_serve_needs_a_model_or_servers():
+    with pytest.raises(SystemExit) as exit_:
+        main([])
+    assert str(exit_.value.code) == "serve: serve needs --model DIR, --tiny or --sglang-url URL"
+
+
+def test_an_unreachable_sglang_server_is_named_and_nothing_starts(work, tiny_model_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once the socket closes
+    t0 = time.perf_counter()
+    message = bad(work, tiny_model_path, "--sglang-url", dead, "--snapshot-dir", "{work}/snaps")
+    assert message.startswith("serve: cannot use the SGLang servers: ") and f"SGLang worker {dead} did not answer" in message
+    assert time.perf_counter() - t0 < 30
+    assert not [p for p in __import__("psutil").Process().children() if p.name().startswith("sglang")]
+
+
 def test_bad_auth_token_env_is_refused(work, tiny_model_path):
     assert "SPECRL_AUTH_TOKEN must be at least 16" in bad(work, tiny_model_path, env={"SPECRL_AUTH_TOKEN": "short"})
 
@@ -126,3 +162,6 @@ def test_help_works_without_ray_gpus_or_sglang(argv):
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "usage:" in proc.stdout
+    if argv in (HELP[1], HELP[3]):  # serve's own help lists the external-server flags and what they exclude
+        for text in ("--sglang-url URL", "--sglang-router URL", "embedded engine (not with --sglang-url"):
+            assert text in proc.stdout, text
