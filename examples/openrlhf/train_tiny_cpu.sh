@@ -10,7 +10,8 @@
 # accelerator, gloo), OpenRLHF's own trainer, a real SGLang engine. Extra flags are appended, so
 # they override the defaults below (e.g. --spec.mode vanilla for the no-reuse baseline,
 # --train.async_enable --train.partial_rollout_enable, --algo.dynamic_filtering_enable,
-# --eval.dataset OUT_DIR/task/prompts.jsonl, --ckpt.save_steps 2 / --ckpt.load_enable).
+# --eval.dataset OUT_DIR/task/prompts.jsonl, --ckpt.save_steps 2 / --ckpt.load_enable,
+# --spec.sglang_urls URL,URL: roll out through SGLang servers serving OUT_DIR/task/model).
 # With RAY_ADDRESS set it joins that Ray cluster instead of starting one.
 # Per-step draft reuse lands in OpenRLHF's log line ("Global step N: {... 'spec_full_reuse': ...}"),
 # in TensorBoard under OUT_DIR/tb (train/spec_*), in OUT_DIR/spec_steps.jsonl (one line per
@@ -19,7 +20,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 py="${PYTHON:-$root/.venv/bin/python}"
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   echo
   exec "$py" -m integrations.openrlhf.train_ppo_ray --help
 fi
@@ -28,11 +29,13 @@ shift || true
 cd "$root"
 "$py" examples/openrlhf/make_tiny_task.py "$out/task" --num-prompts "${NUM_PROMPTS:-8}" >/dev/null
 rm -f "$out/spec_steps.jsonl"
+engine=(--spec.max_total_tokens 8192)  # the Ray-spawned engine's KV pool; external servers have their own
+for arg in "$@"; do [[ "$arg" == --spec.sglang_urls* ]] && engine=(); done
 
 exec "$py" -m integrations.openrlhf.train_ppo_ray \
   --rollout.backend sglang-spec \
   --spec.mode spec-rl --spec.lenience 1.6487 \
-  --spec.max_total_tokens 8192 \
+  "${engine[@]}" \
   --spec.stats_jsonl "$out/spec_steps.jsonl" \
   --spec.ray_object_store_mb 200 \
   --actor.model_name_or_path "$out/task/model" \

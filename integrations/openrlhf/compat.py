@@ -5,7 +5,9 @@ types, defaults; an unknown flag exits there, as OpenRLHF would), raises `SpecAr
 reason and the fix for each combination our engines cannot serve, and returns a `RunPlan`: what
 the launcher and the engines need to know about the run. `--vllm.enable_sleep` is left to
 OpenRLHF, which turns it off itself unless `--train.colocate_all` is set (and colocation is GPU
-only, refused here on CPU).
+only, refused here on CPU). With `--spec.sglang_urls` one rollout actor drives every server
+(`--vllm.num_engines 1`: OpenRLHF sizes its weight-sync group from that count) and nothing is
+colocated with the trainer (the servers are not Ray's).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class RunPlan:
     dynamic_filtering_range: tuple[float, float] | None
     async_enable: bool
     partial_rollout: bool
+    pretrain: str  # --actor.model_name_or_path (the initial policy)
 
 
 def plan_run(argv: Sequence[str], settings: SpecSettings, *, on_cpu: bool) -> RunPlan:
@@ -72,6 +75,13 @@ def plan_run(argv: Sequence[str], settings: SpecSettings, *, on_cpu: bool) -> Ru
             errors.append("--ds.packing_samples / --train.dynamic_batch_enable / --ds.ring_attn_size need flash attention: GPU only")
         if a["ds.tensor_parallel_size"] != 1:
             errors.append("--ds.tensor_parallel_size > 1 is GPU only")
+    if settings.sglang_urls:
+        if a["vllm.num_engines"] != 1:
+            errors.append(f"--spec.sglang_urls needs --vllm.num_engines 1 (got {a['vllm.num_engines']}): one rollout "
+                          f"actor drives all {len(settings.sglang_urls)} SGLang servers and routes each prompt to one")
+        if a["train.colocate_all"]:
+            errors.append("--train.colocate_all does not apply with --spec.sglang_urls: the SGLang servers run outside "
+                          "Ray, on GPUs the trainer does not share")
     if errors:
         raise SpecArgError("; ".join(errors))
     gpus = a["actor.num_nodes"] * a["actor.num_gpus_per_node"]
@@ -89,4 +99,5 @@ def plan_run(argv: Sequence[str], settings: SpecSettings, *, on_cpu: bool) -> Ru
         dynamic_filtering_range=filtering,  # type: ignore[arg-type]
         async_enable=a["train.async_enable"],
         partial_rollout=a["train.partial_rollout_enable"],
+        pretrain=a["actor.model_name_or_path"],
     )

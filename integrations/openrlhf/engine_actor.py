@@ -7,7 +7,8 @@ executor runs of one prompt), `generate` (from the executors, once per sample; v
 `wake_up`. Ours: `generate_eval_responses` (eval_routing), `save_drafts` / `load_drafts`
 (checkpoint_hooks), `store_call` / `set_peers` (sharded_store), `get_spec_stats`.
 
-A thin adapter holding no lock: the runtime owns the engine, the draft store (this engine's shard
+A thin adapter holding no lock: the runtime (actor_runtime: an in-process engine, or the SGLang
+servers of --spec.sglang_urls) owns the engine, the draft store (this engine's shard
 behind a ShardedDraftStore), the policy version and the weight-update session, and makes every step
 atomic with respect to weight updates. The actor's own state (prompt groups, fresh-draw marks, step
 log) lives on its event loop; blocking runtime calls run on one weight-sync thread. Training groups
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from integrations.openrlhf.actor_runtime import build_runtime
 from integrations.openrlhf.draft_snapshots import ShardCheckpoints
 from integrations.openrlhf.fresh_draws import FreshDraws, StepRule, fresh_mode
 from integrations.openrlhf.prompt_groups import GroupKey, GroupResult, PromptGroups
@@ -59,16 +61,14 @@ class SpecRolloutActor:
                  engine_config: Any = None, max_model_len: int | None = None, logprobs_mode: str | None = None,
                  agent_func_path: str | None = None, remote_rm_url: Any = None, executor: Any = None) -> None:
         from radix_cache.trajectory_store import TrajectoryStore
-        from specrl_sglang.engine import InProcessEngine
         from specrl_sglang.engine_config import EngineConfig
-        from specrl_sglang.runtime import RolloutRuntime
         from transformers import AutoTokenizer
 
         self.engine_index, self.settings = engine_index, settings
         self.logprobs_mode, self.max_model_len = logprobs_mode, max_model_len
         config = engine_config or EngineConfig(model_path=model_path)
         self.drafts = ShardedDraftStore(TrajectoryStore(max_tokens=settings.store_max_tokens), engine_index)
-        self.runtime = RolloutRuntime(lambda: InProcessEngine(config), self.drafts, settings.spec_config(engine_index))
+        self.runtime = build_runtime(settings, model_path, config, self.drafts, engine_index)  # engine or servers
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=True)
         self.executor = executor if executor is not None else _make_executor(agent_func_path, remote_rm_url)
         self.groups = PromptGroups(self._run_group, settings.group_window_s)

@@ -2,7 +2,8 @@
 
 `spec_parser()` is the one definition of our flags (names, defaults, help text): `split_argv` parses
 with it and `--help` prints it. Defaults of the rollout rule are imported from their owner,
-`specrl_sglang.spec_config` (mode, lenience); `SpecSettings` validates through `SpecConfig`.
+`specrl_sglang.spec_config` (mode, lenience); `SpecSettings` validates through `SpecConfig`, and
+the SGLang server URLs through their owner, `specrl_sglang.http_engine.checked_urls`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from specrl_sglang.spec_config import DEFAULT_LENIENCE, DEFAULT_MODE, MODES, Spe
 BACKENDS = ("vllm", "sglang-spec")
 PLACEMENTS = ("shared", "local")
 PROFILES = ("auto", "cpu", "gpu")
+# Settings of the Ray-spawned engines: they do not apply to SGLang servers that run on their own.
+ENGINE_FLAGS = ("--spec.engine_profile", "--spec.engine_dtype", "--spec.max_total_tokens", "--spec.mem_fraction_static",
+                "--spec.engine_kwargs")
 
 
 class SpecArgError(ValueError):
@@ -45,9 +49,20 @@ class SpecSettings:
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     stats_jsonl: str | None = None
     dynamic_filtering_range: tuple[float, float] | None = None
+    sglang_urls: tuple[str, ...] = ()  # external SGLang servers (none: Ray-spawned engines)
+    sglang_staging_dir: str | None = None  # where weights are staged for the servers (a filesystem they read)
 
     def __post_init__(self) -> None:
         self.spec_config(0)  # mode, lenience and seed are validated by their owner
+        if self.sglang_urls:
+            from specrl_sglang.http_engine import checked_urls
+
+            try:
+                checked_urls(self.sglang_urls)
+            except ValueError as exc:
+                raise ValueError(f"--spec.sglang_urls: {exc}") from None
+        elif self.sglang_staging_dir is not None:
+            raise ValueError("--spec.sglang_staging_dir only applies with --spec.sglang_urls")
         if self.placement not in PLACEMENTS:
             raise ValueError(f"--spec.placement must be shared or local, got {self.placement!r}")
         if self.engine_profile not in PROFILES:
@@ -106,6 +121,14 @@ def spec_parser() -> argparse.ArgumentParser:
                    help="JSON object of extra sglang.Engine keyword arguments")
     g.add_argument("--spec.stats_jsonl", dest="stats_jsonl", default=None,
                    help="append one JSON line per rollout step (StepStats + prompt, purpose, rule)")
+    g.add_argument("--spec.sglang_urls", dest="sglang_urls", action="append", default=[], metavar="URL[,URL...]",
+                   help="roll out through these running SGLang HTTP servers (python -m sglang.launch_server, started "
+                        "with SGLANG_RETURN_ORIGINAL_LOGPROB=1; comma-separated or repeated) instead of Ray-spawned "
+                        "engines: one rollout actor drives them all, routing by prompt (needs --vllm.num_engines 1); "
+                        "weight syncs are staged as safetensors files the servers load (see docs/sglang_servers.md)")
+    g.add_argument("--spec.sglang_staging_dir", dest="sglang_staging_dir", default=None, metavar="DIR",
+                   help="with --spec.sglang_urls: where the rollout actor stages synced weights for the servers; they "
+                        "must read it (default: the system temp dir, i.e. servers on the actor's machine)")
     g.add_argument("--spec.ray_object_store_mb", dest="ray_object_store_mb", type=int, default=None,
                    help="object store size when the launcher starts Ray itself (ignored with RAY_ADDRESS)")
     return p
@@ -129,6 +152,13 @@ def split_argv(argv: Sequence[str]) -> LauncherArgs:
     mode = "vanilla" if ns.disable else (ns.mode or DEFAULT_MODE)
     if not isinstance(ns.engine_kwargs, dict):
         raise SpecArgError("--spec.engine_kwargs must be a JSON object")
+    urls = [u for value in ns.sglang_urls for u in value.split(",") if u.strip()]
+    if ns.sglang_urls and not urls:
+        raise SpecArgError("--spec.sglang_urls needs at least one URL")
+    engine_flags = [f for f in given if f in ENGINE_FLAGS]
+    if urls and engine_flags:
+        raise SpecArgError(f"{', '.join(engine_flags)}: engine settings do not apply with --spec.sglang_urls (the SGLang "
+                           "servers run with their own: drop the flag, or set it where the servers are started)")
     try:
         settings = SpecSettings(
             mode=mode,
@@ -143,6 +173,8 @@ def split_argv(argv: Sequence[str]) -> LauncherArgs:
             mem_fraction_static=ns.mem_fraction_static,
             engine_kwargs=dict(ns.engine_kwargs),
             stats_jsonl=ns.stats_jsonl,
+            sglang_urls=tuple(urls),
+            sglang_staging_dir=ns.sglang_staging_dir,
         )
     except ValueError as exc:
         raise SpecArgError(str(exc)) from None

@@ -7,7 +7,9 @@ In order:
 1. `-h` / `--help`: prints our flags and OpenRLHF's (read from its source, openrlhf_flags) and
    exits, without importing torch, Ray or OpenRLHF;
 2. splits our flags off argv (spec_args) and checks the run (compat: OpenRLHF's own parser, then
-   the combinations our engines cannot serve): every refusal happens here, before Ray starts.
+   the combinations our engines cannot serve; with --spec.sglang_urls, a connection to every
+   SGLang server with its connect-time checks, actor_runtime): every refusal happens here,
+   before Ray starts.
    `--rollout.backend vllm` runs stock OpenRLHF unchanged on GPU machines and is refused on CPU
    (no vLLM CPU build here), pointing to `--spec.mode vanilla`;
 3. starts Ray, or joins the cluster at RAY_ADDRESS (ray_start), with worker_setup as the workers'
@@ -95,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         plan = plan_run(args.openrlhf_argv, args.settings, on_cpu=on_cpu)
         settings = replace(args.settings, dynamic_filtering_range=plan.dynamic_filtering_range)
+        servers = None
+        if settings.sglang_urls:
+            from integrations.openrlhf.actor_runtime import check_servers
+
+            servers = check_servers(settings, plan.pretrain)  # before Ray: a bad server stops the run here
         if on_cpu:
             from integrations.openrlhf.worker_setup import add_flash_attn_stand_in
 
@@ -103,8 +110,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                             args.ray_object_store_mb)
     except (SpecArgError, RayStartError) as exc:
         raise SystemExit(f"{PROG}: error: {exc}") from None
-    print(f"[specrl] Ray {how}; rollout rule {settings.mode} (lenience {settings.lenience:.4f}), "
-          f"{plan.num_engines} SGLang engine(s)", flush=True)
+    engines = f"one rollout actor over {servers}" if servers else f"{plan.num_engines} SGLang engine(s)"
+    print(f"[specrl] Ray {how}; rollout rule {settings.mode} (lenience {settings.lenience:.4f}), {engines}", flush=True)
     import openrlhf.trainer.ray as openrlhf_ray
 
     from integrations.openrlhf.engine_factory import SpecEngineFactory

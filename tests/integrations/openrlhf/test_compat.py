@@ -21,6 +21,9 @@ CPU_OK = ["--vllm.num_engines", "1", "--vllm.sync_backend", "gloo", "--ds.attn_i
         (["--vllm.sync_backend", "nccl"], True, SpecSettings(), "--vllm.sync_backend gloo"),
         (["--ds.attn_implementation", "flash_attention_2"], True, SpecSettings(), "eager"),
         (["--ds.packing_samples"], True, SpecSettings(), "GPU only"),
+        (["--vllm.num_engines", "2"], True, SpecSettings(sglang_urls=("http://h:1", "http://h:2")),
+         "--spec.sglang_urls needs --vllm.num_engines 1 \\(got 2\\): one rollout actor drives all 2 SGLang servers"),
+        (["--train.colocate_all"], False, SpecSettings(sglang_urls=("http://h:1",)), "does not apply with --spec.sglang_urls"),
     ],
 )
 def test_incompatible_combinations_are_refused(extra, on_cpu, settings, message):
@@ -42,3 +45,8 @@ def test_plan_counts_openrlhf_roles_and_reads_the_modes_that_matter():
     assert (plan.ray_gpus, plan.ray_cpus) == (1, 4)
     assert plan.dynamic_filtering_range == (0.1, 0.9) and plan.async_enable and plan.partial_rollout
     assert plan_run(CPU_OK, SpecSettings(), on_cpu=True).dynamic_filtering_range is None
+
+
+def test_plan_names_the_initial_policy():
+    assert plan_run(CPU_OK + ["--actor.model_name_or_path", "/m"], SpecSettings(sglang_urls=("http://h:1",)),
+                    on_cpu=True).pretrain == "/m"

@@ -48,3 +48,29 @@ def test_mode_flag_and_its_disable_alias(argv, mode):
 def test_bad_flags_get_clear_errors(argv, message):
     with pytest.raises(SpecArgError, match=message):
         split_argv(argv)
+
+
+def test_sglang_urls_comma_separated_or_repeated():
+    args = split_argv(["--rollout.backend", "sglang-spec", "--spec.sglang_urls", "http://127.0.0.1:30000,http://h:30001/",
+                       "--spec.sglang_urls", "http://h:30002", "--spec.sglang_staging_dir", "/shared/stage"])
+    assert args.settings.sglang_urls == ("http://127.0.0.1:30000", "http://h:30001/", "http://h:30002")
+    assert args.settings.sglang_staging_dir == "/shared/stage" and args.openrlhf_argv == []
+    assert split_argv([]).settings.sglang_urls == ()
+    assert "--spec.sglang_urls" in spec_parser().format_help()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--spec.sglang_urls", "127.0.0.1:30000"], "--spec.sglang_urls: .*must start with http://"),
+        (["--spec.sglang_urls", "http://h:30000,http://h:30000/"], "--spec.sglang_urls: workers must be distinct"),
+        (["--spec.sglang_urls", "http://h:port"], "needs a numeric port"),
+        (["--spec.sglang_urls", ","], "needs at least one URL"),
+        (["--spec.sglang_urls", "http://h:1", "--spec.max_total_tokens", "512", "--spec.engine_profile", "cpu"],
+         "--spec.engine_profile, --spec.max_total_tokens: engine settings do not apply with --spec.sglang_urls"),
+        (["--spec.sglang_staging_dir", "/tmp/x"], "only applies with --spec.sglang_urls"),
+    ],
+)
+def test_bad_sglang_server_flags_get_clear_errors(argv, message):
+    with pytest.raises(SpecArgError, match=message):
+        split_argv(["--rollout.backend", "sglang-spec", *argv])

@@ -4,6 +4,7 @@
 """
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ def test_help_lists_our_flags_and_openrlhfs_in_seconds_without_ray_or_torch():
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     assert "IMPORTED []" in text  # nothing heavy imported, so no Ray started either
-    for flag in ("--rollout.backend", "--spec.mode", "--spec.lenience", "--spec.disable", "--vllm.num_engines",
+    for flag in ("--rollout.backend", "--spec.mode", "--spec.sglang_urls", "--spec.sglang_staging_dir", "--spec.lenience", "--spec.disable", "--vllm.num_engines",
                  "--train.partial_rollout_enable", "--ckpt.load_enable", "--eval.temperature"):
         assert flag in text, flag
     assert "alias of --spec.mode vanilla" in text and "Enable partial rollout in async mode" in text
@@ -60,3 +61,17 @@ def test_example_script_help_and_its_backend_override(tmp_path):
     assert out.returncode != 0 and "--spec.mode vanilla" in out.stderr
     out = run([sys.executable, "examples/openrlhf/make_tiny_task.py", "--help"])
     assert out.returncode == 0 and "--num-prompts" in out.stdout
+
+
+def test_bad_or_unreachable_sglang_servers_are_refused_before_ray_starts(tiny_model_path):
+    base = [*LAUNCHER, "--rollout.backend", "sglang-spec", "--vllm.num_engines", "1", "--vllm.sync_backend", "gloo",
+            "--ds.attn_implementation", "eager", "--actor.model_name_or_path", tiny_model_path]
+    out = run([*base, "--spec.sglang_urls", "localhost:30000"])
+    assert out.returncode != 0 and "--spec.sglang_urls: an SGLang server URL must start with http://" in out.stderr
+    assert "Ray" not in out.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once the socket closes
+    out = run([*base, "--spec.sglang_urls", dead])
+    assert out.returncode != 0 and "Ray" not in out.stderr, out.stderr[-3000:]
+    assert f"--spec.sglang_urls: cannot use the SGLang servers: SGLang worker {dead} did not answer" in out.stderr
