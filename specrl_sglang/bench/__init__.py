@@ -11,7 +11,7 @@ import argparse
 import importlib
 
 # Adding a benchmark: one more name here (a module specrl_sglang/bench/<name>.py).
-BENCH_MODULES = ("tree", "rollout", "store", "serve")
+BENCH_MODULES = ("tree", "rollout", "store", "serve", "quality", "fidelity")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

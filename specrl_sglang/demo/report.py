@@ -1,4 +1,6 @@
-"""The demo's outputs: a JSON report and a PNG plot (reward and rollout time per step, per arm)."""
+"""The demo's outputs: report.json (config, per-arm step rows and epoch summaries, a summary
+comparing every arm with vanilla) and report.png (reward, rollout time and tokens decoded per
+step, accepted-length distribution). `specrl-sglang stats --report report.json` reads it too."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from specrl_sglang.demo.loop import ArmLog
+import numpy as np
+
+COLORS = {"vanilla": "tab:blue", "spec-rl": "tab:orange", "exact": "tab:green"}
 
 
 def _clean(value: Any) -> Any:
@@ -21,55 +25,103 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def build_report(config: dict[str, Any], logs: list[ArmLog], num_epochs: int) -> dict[str, Any]:
-    arms = {log.arm: {"epochs": [log.epoch_summary(e) for e in range(num_epochs)], "steps": log.steps} for log in logs}
-    report: dict[str, Any] = {"config": config, "arms": arms}
-    if "vanilla" in arms and "spec" in arms:
-        van = sum(e["rollout_s"] for e in arms["vanilla"]["epochs"])
-        spec = sum(e["rollout_s"] for e in arms["spec"]["epochs"])
-        later = slice(1, None)  # epoch 0 has no drafts in either arm
-        van_later = sum(e["rollout_s"] for e in arms["vanilla"]["epochs"][later])
-        spec_later = sum(e["rollout_s"] for e in arms["spec"]["epochs"][later])
-        report["summary"] = {
-            "rollout_speedup": van / spec if spec else None,
-            "rollout_speedup_after_epoch_0": van_later / spec_later if spec_later else None,
-            "final_reward_vanilla": arms["vanilla"]["epochs"][-1]["reward"],
-            "final_reward_spec": arms["spec"]["epochs"][-1]["reward"],
-            "tokens_decoded_vanilla": sum(e["tokens_decoded"] for e in arms["vanilla"]["epochs"]),
-            "tokens_decoded_spec": sum(e["tokens_decoded"] for e in arms["spec"]["epochs"]),
-        }
-    return _clean(report)
+def epoch_summary(rows: list[dict[str, Any]], epoch: int) -> dict[str, Any]:
+    rows = [r for r in rows if r["epoch"] == epoch]
+    return {
+        "epoch": epoch,
+        "reward": float(np.mean([r["reward"] for r in rows])),
+        "rollout_s": float(sum(r["rollout_s"] for r in rows)),
+        "tokens_decoded": int(sum(r["num_tokens_decoded"] for r in rows)),
+        "tokens_reused": int(sum(r["num_tokens_reused"] for r in rows)),
+        "full_reuse_ratio": float(np.mean([r["full_reuse_ratio"] for r in rows])),
+        "mean_response_len": float(np.mean([r["mean_response_len"] for r in rows])),
+    }
+
+
+def reward_change(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Last epoch's mean step reward minus the first epoch's, with the standard error from the
+    step-to-step spread (steps treated as independent draws within an epoch)."""
+    first_epoch, last_epoch = rows[0]["epoch"], rows[-1]["epoch"]
+    first = np.array([r["reward"] for r in rows if r["epoch"] == first_epoch])
+    last = np.array([r["reward"] for r in rows if r["epoch"] == last_epoch])
+    var = sum(x.var(ddof=1) / len(x) if len(x) > 1 else math.nan for x in (first, last))
+    return {"initial": float(first.mean()), "final": float(last.mean()), "gain": float(last.mean() - first.mean()),
+            "gain_se": float(math.sqrt(var))}
+
+
+def build_report(config: dict[str, Any], arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """`arms`: arm -> run_arm's step rows."""
+    num_epochs = config["workload"]["epochs"]
+    out: dict[str, Any] = {"config": config, "arms": {}}
+    for arm, rows in arms.items():
+        out["arms"][arm] = {"epochs": [epoch_summary(rows, e) for e in range(num_epochs)], "steps": rows,
+                            "reward": reward_change(rows)}
+    if "vanilla" in arms:
+        van = out["arms"]["vanilla"]["epochs"]
+        summary = {"reward_vanilla": out["arms"]["vanilla"]["reward"]}
+        for arm in arms:
+            if arm == "vanilla":
+                continue
+            eps = out["arms"][arm]["epochs"]
+            later = slice(1, None)  # epoch 0 has no drafts in any arm
+            summary[arm] = {
+                "rollout_speedup": sum(e["rollout_s"] for e in van) / sum(e["rollout_s"] for e in eps),
+                "rollout_speedup_after_epoch_0": (sum(e["rollout_s"] for e in van[later]) / sum(e["rollout_s"] for e in eps[later])
+                                                  if num_epochs > 1 else math.nan),
+                "tokens_decoded_ratio": sum(e["tokens_decoded"] for e in eps) / max(1, sum(e["tokens_decoded"] for e in van)),
+                "reward": out["arms"][arm]["reward"],
+                "final_reward_minus_vanilla": out["arms"][arm]["reward"]["final"] - out["arms"]["vanilla"]["reward"]["final"],
+            }
+        out["summary"] = summary
+    return _clean(out)
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "report.json"
-    path.write_text(json.dumps(report, indent=2))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(path)
     return path
 
 
+def arm_label(arm: str, config: dict[str, Any]) -> str:
+    if arm != "spec-rl":
+        return arm
+    lenience = config["workload"]["lenience"]  # None when infinite (JSON has no inf)
+    return f"spec-rl (l={'inf' if lenience is None else f'{lenience:.2f}'})"
+
+
 def plot_report(report: dict[str, Any], out_dir: Path) -> Path:
-    """Two panels: reward per step and rollout seconds per step, one line per arm."""
+    """Four panels, one colour per arm: reward per step, rollout seconds per step, tokens decoded
+    per step, and the accepted-length distribution of drafted samples after epoch 0."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_r, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
-    colors = {"vanilla": "tab:blue", "spec": "tab:orange"}
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    (ax_r, ax_t), (ax_d, ax_a) = axes
+    max_len = report["config"]["workload"]["max_response_len"]
+    bins = np.linspace(0, max_len, 33)
     for arm, data in report["arms"].items():
-        steps = [s["step"] for s in data["steps"]]
-        lenience = report["config"]["lenience"]  # None when infinite (JSON has no inf)
-        label = arm if arm == "vanilla" else f"spec (l={'inf' if lenience is None else f'{lenience:.2f}'})"
-        ax_r.plot(steps, [s["reward"] for s in data["steps"]], marker="o", ms=3, color=colors[arm], label=label)
-        ax_t.plot(steps, [s["rollout_s"] for s in data["steps"]], marker="o", ms=3, color=colors[arm], label=label)
+        steps, color, label = [s["step"] for s in data["steps"]], COLORS.get(arm), arm_label(arm, report["config"])
+        ax_r.plot(steps, [s["reward"] for s in data["steps"]], marker="o", ms=3, color=color, label=label)
+        ax_t.plot(steps, [s["rollout_s"] for s in data["steps"]], marker="o", ms=3, color=color, label=label)
+        ax_d.plot(steps, [s["num_tokens_decoded"] for s in data["steps"]], marker="o", ms=3, color=color, label=label)
+        accepted = [a for s in data["steps"] if s["epoch"] > 0 for a in s["accepted_lens"]]
+        if accepted:
+            ax_a.hist(accepted, bins=bins, histtype="step", linewidth=1.5, color=color, label=label)
     ax_r.set(title="Mean reward per step", xlabel="training step", ylabel="reward")
     ax_t.set(title="Rollout time per step (verify included)", xlabel="training step", ylabel="seconds")
-    for ax in (ax_r, ax_t):
+    ax_d.set(title="Tokens decoded per step", xlabel="training step", ylabel="tokens")
+    ax_a.set(title="Accepted draft length (samples with a draft)", xlabel="accepted tokens", ylabel="samples")
+    for ax in axes.flat:
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.tight_layout()
     path = out_dir / "report.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -30,9 +30,9 @@ the answer's read-out.
 
 from __future__ import annotations
 
-import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,11 +63,6 @@ class Problem:
     answer: str  # the target working + answer line, without EOS (the SFT target)
     x: int
     y: int
-
-    @property
-    def prompt_id(self) -> str:
-        """Stable identity of the prompt (text + label), independent of its position in an epoch."""
-        return hashlib.sha1(f"{self.prompt}\x00{self.answer}".encode()).hexdigest()[:16]
 
     @property
     def total(self) -> int:
@@ -147,3 +142,34 @@ def reward(response_text: str, problem: Problem, finished: bool) -> float:
     want = str(problem.total)
     hits = sum(g == w for g, w in zip(reversed(got), reversed(want)))
     return 0.5 * hits / max(len(got), len(want)) + 0.5 * float(got == want)
+
+
+class CarryAddTask:
+    """The `tasks.Task` interface over this module. The supervised warm-up trains on 3-10 digits."""
+
+    name = "carry-add"
+    vocab_size = TINY_VOCAB_SIZE
+    defaults: dict[str, Any] = {}
+    warmup_defaults: dict[str, Any] = {}
+    warmup_min_digits = 3
+
+    def problems(self, num_prompts: int, seed: int) -> list[Problem]:
+        return make_problems(TaskConfig(num_prompts=num_prompts, seed=seed))
+
+    def training_problem(self, rng: np.random.Generator) -> Problem:
+        return random_problem(rng, self.warmup_min_digits, MAX_DIGITS)
+
+    def corpus(self, seed: int) -> list[str]:
+        return corpus(TaskConfig(seed=seed))
+
+    def target(self, problem: Problem) -> str:
+        return sft_target(problem)
+
+    def reward(self, response_text: str, problem: Problem, finished: bool) -> float:
+        return reward(response_text, problem, finished)
+
+    def answer_of(self, response_text: str) -> str | None:
+        return parse_answer(response_text)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"config": asdict(TaskConfig()), "warmup_min_digits": self.warmup_min_digits, "format": "v1"}

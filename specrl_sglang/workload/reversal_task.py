@@ -7,8 +7,8 @@ the longer of the two), so a tiny policy gets a learning signal from the start.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,11 +33,6 @@ class TaskConfig:
 class Problem:
     prompt: str
     answer: str  # without EOS
-
-    @property
-    def prompt_id(self) -> str:
-        """Stable identity of the prompt (text + label), independent of its position in an epoch."""
-        return hashlib.sha1(f"{self.prompt}\x00{self.answer}".encode()).hexdigest()[:16]
 
 
 def make_problem(letters: list[str]) -> Problem:
@@ -66,6 +61,11 @@ def corpus(config: TaskConfig, num_extra: int = 2000) -> list[str]:
     return lines
 
 
+def random_problem(rng: np.random.Generator, config: TaskConfig = TaskConfig()) -> Problem:
+    n = int(rng.integers(config.min_letters, config.max_letters + 1))
+    return make_problem([LETTERS[i] for i in rng.integers(0, len(LETTERS), n)])
+
+
 def reward(response_text: str, answer: str, finished: bool) -> float:
     """Fraction of answer letters at the right position; 0 for an unfinished (truncated) response."""
     if not finished:
@@ -75,3 +75,33 @@ def reward(response_text: str, answer: str, finished: bool) -> float:
         return float(not got)
     hits = sum(g == w for g, w in zip(got, want))
     return hits / max(len(got), len(want))
+
+
+class ReversalTask:
+    """The `tasks.Task` interface over this module."""
+
+    name = "reversal"
+    vocab_size = 320
+    defaults: dict[str, Any] = {"max_response_len": 24, "num_prompts": 64, "prompts_per_step": 16, "epochs": 6, "lr": 5e-4}
+    warmup_defaults: dict[str, Any] = {"steps": 400, "lr": 1e-3}
+
+    def problems(self, num_prompts: int, seed: int) -> list[Problem]:
+        return make_problems(TaskConfig(num_prompts=num_prompts, seed=seed))
+
+    def training_problem(self, rng: np.random.Generator) -> Problem:
+        return random_problem(rng)
+
+    def corpus(self, seed: int) -> list[str]:
+        return corpus(TaskConfig(seed=seed))
+
+    def target(self, problem: Problem) -> str:
+        return problem.answer
+
+    def reward(self, response_text: str, problem: Problem, finished: bool) -> float:
+        return reward(response_text, problem.answer, finished)
+
+    def answer_of(self, response_text: str) -> str:
+        return " ".join(response_text.split())
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"config": asdict(TaskConfig()), "letters": LETTERS}

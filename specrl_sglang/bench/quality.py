@@ -1,0 +1,164 @@
+"""``specrl-sglang bench quality``: does speculative reuse cost policy quality? Arms over K seeds.
+
+For each seed (the problems, their order, the sampling and acceptance randomness; the warm policy
+is shared) every arm trains the same warm policy with GRPO on the workload, on one engine:
+vanilla, exact, and spec-rl at each lenience of the sweep. Per arm: the final reward (mean over
+the last epoch's steps) per seed, its mean and standard error over seeds, and the reward-per-step
+curve with a +-1 SE band (quality.png). Test, per spec-rl lenience and for exact: the paired
+difference d_s = final(arm, s) - final(vanilla, s); the arm is "within 2 SE" of vanilla when
+|mean d| <= 2 SE(d) (SE = sd / sqrt(K)), "worse" when mean d < -2 SE(d), "better" otherwise. With
+K = 3 seeds this only detects large differences; the JSON says so (`num_seeds`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from specrl_sglang.spec_config import DEFAULT_LENIENCE
+from specrl_sglang.stdout_guard import stdout_to_stderr
+from specrl_sglang.workload.cli_args import add_workload_args, workload_from_args
+
+DEFAULT_SWEEP = (math.exp(0.2), DEFAULT_LENIENCE, math.exp(1.0))
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("quality", help="final reward of vanilla / exact / spec-rl arms over several seeds")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds K (seeds 0..K-1)")
+    p.add_argument("--leniences", default=",".join(f"{l:.4f}" for l in DEFAULT_SWEEP), help="spec-rl lenience sweep")
+    p.add_argument("--no-exact", action="store_true", help="skip the exact arm")
+    p.add_argument("--out", default="runs/quality", help="where quality.json and quality.png go")
+    add_workload_args(p)
+    p.set_defaults(func=_run_cli)
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    if args.seeds < 2:
+        raise SystemExit("bench quality: --seeds must be >= 2 (a standard error needs two)")
+    try:
+        sweep = [float(x) for x in args.leniences.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"bench quality: --leniences must be comma-separated numbers, got {args.leniences!r}") from None
+    if not sweep or any(not l >= 1 for l in sweep):
+        raise SystemExit("bench quality: every lenience must be >= 1")
+    config = workload_from_args(args)
+    log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    if args.json:
+        with stdout_to_stderr():
+            result = run_quality_bench(config, args.seeds, sweep, not args.no_exact, Path(args.out), log)
+        print(json.dumps(result), flush=True)
+    else:
+        result = run_quality_bench(config, args.seeds, sweep, not args.no_exact, Path(args.out), log)
+        for arm, a in result["arms"].items():
+            print(f"{arm:>16}: final reward {a['final_reward_mean']:.3f} +- {a['final_reward_se']:.3f} "
+                  f"(initial {a['initial_reward_mean']:.3f}); rollout {a['rollout_s_mean']:.1f} s")
+        for line in result["verdicts"]:
+            print(line)
+    return 0
+
+
+def arm_names(sweep: list[float], exact: bool) -> list[tuple[str, str, float]]:
+    """(arm name, mode, lenience) of every arm, vanilla first."""
+    arms = [("vanilla", "vanilla", DEFAULT_LENIENCE)]
+    if exact:
+        arms.append(("exact", "exact", DEFAULT_LENIENCE))
+    arms += [(f"spec_rl@{l:.4g}", "spec-rl", l) for l in sweep]
+    return arms
+
+
+def run_quality_bench(config, num_seeds: int, sweep: list[float], exact: bool, out: Path, log=print) -> dict[str, Any]:
+    import dataclasses
+
+    from specrl_sglang.engine_config import EngineConfig
+    from specrl_sglang.runtime import RolloutRuntime
+    from specrl_sglang.workload.training import Workload, run_arm
+
+    arms = arm_names(sweep, exact)
+    curves: dict[str, list[list[float]]] = {name: [] for name, _, _ in arms}
+    rollout_s: dict[str, list[float]] = {name: [] for name, _, _ in arms}
+    for seed in range(num_seeds):
+        workload = Workload(dataclasses.replace(config, seed=seed), log)
+        with RolloutRuntime.in_process(EngineConfig(model_path=workload.warm_path, random_seed=seed)) as rt:
+            for name, mode, lenience in arms:
+                rows = run_arm(workload, rt, mode, lenience)
+                curves[name].append([r["reward"] for r in rows])
+                rollout_s[name].append(float(sum(r["rollout_s"] for r in rows)))
+                log(f"seed {seed} {name}: reward {rows[0]['reward']:.3f} -> {rows[-1]['reward']:.3f}, "
+                    f"rollout {rollout_s[name][-1]:.1f} s")
+    return summarize(config, arms, curves, rollout_s, out)
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else math.nan
+
+
+def summarize(config, arms, curves, rollout_s, out: Path) -> dict[str, Any]:
+    steps_per_epoch = config.steps_per_epoch
+    finals = {name: [float(np.mean(c[-steps_per_epoch:])) for c in curves[name]] for name, _, _ in arms}
+    initials = {name: [float(np.mean(c[:steps_per_epoch])) for c in curves[name]] for name, _, _ in arms}
+    result: dict[str, Any] = {"num_seeds": len(finals["vanilla"]), "arms": {}, "comparisons": {}, "verdicts": []}
+    van_s = float(np.mean(rollout_s["vanilla"]))
+    for name, mode, lenience in arms:
+        mean, se = _mean_se(finals[name])
+        init_mean, init_se = _mean_se(initials[name])
+        curve = np.asarray(curves[name], dtype=np.float64)
+        result["arms"][name] = {
+            "mode": mode, "lenience": lenience if mode == "spec-rl" else None,
+            "final_reward_mean": mean, "final_reward_se": se, "final_rewards": finals[name],
+            "initial_reward_mean": init_mean, "initial_reward_se": init_se,
+            "learning_gain_mean": mean - init_mean,
+            "curve_mean": curve.mean(axis=0).tolist(),
+            "curve_se": (curve.std(axis=0, ddof=1) / math.sqrt(curve.shape[0])).tolist(),
+            "rollout_s_mean": float(np.mean(rollout_s[name])),
+            "rollout_speedup": van_s / float(np.mean(rollout_s[name])),
+        }
+        if name == "vanilla":
+            continue
+        d = np.asarray(finals[name]) - np.asarray(finals["vanilla"])
+        d_mean, d_se = _mean_se(d.tolist())
+        within = abs(d_mean) <= 2 * d_se
+        verdict = "within 2 SE of vanilla" if within else ("worse than vanilla by > 2 SE" if d_mean < 0 else "better than vanilla by > 2 SE")
+        result["comparisons"][name] = {"minus_vanilla": d_mean, "se": d_se, "within_2se": bool(within), "verdict": verdict}
+        result["verdicts"].append(f"{name}: final reward {mean:.3f} vs vanilla {result['arms']['vanilla']['final_reward_mean']:.3f} "
+                                  f"(paired difference {d_mean:+.3f} +- {d_se:.3f} over {len(d)} seeds): {verdict}")
+    default = next((n for n, m, l in arms if m == "spec-rl" and abs(l - DEFAULT_LENIENCE) < 1e-3), None)
+    main = default or next(n for n, m, _ in arms if m == "spec-rl")
+    result["spec_arm"] = main
+    result["spec_minus_vanilla"] = result["comparisons"][main]["minus_vanilla"]
+    result["within_2se"] = result["comparisons"][main]["within_2se"]
+    holding = [l for n, m, l in arms if m == "spec-rl" and result["comparisons"][n]["within_2se"]]
+    result["largest_lenience_within_2se"] = max(holding) if holding else None
+    result["config"] = {**{k: v for k, v in config.__dict__.items() if k != "warmup"}, "warmup": config.warmup.__dict__}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(result, indent=2, default=float))
+    result["plot"] = str(plot_quality(result, out / "quality.png"))
+    return result
+
+
+def plot_quality(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, arm in result["arms"].items():
+        mean, se = np.asarray(arm["curve_mean"]), np.asarray(arm["curve_se"])
+        steps = np.arange(len(mean))
+        ax.plot(steps, mean, label=f"{name} (final {arm['final_reward_mean']:.3f} +- {arm['final_reward_se']:.3f})")
+        ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
+    ax.set(title=f"Reward per step, mean +- 1 SE over {result['num_seeds']} seeds", xlabel="training step", ylabel="reward")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
