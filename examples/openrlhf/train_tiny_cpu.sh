@@ -30,7 +30,7 @@ cd "$root"
 "$py" examples/openrlhf/make_tiny_task.py "$out/task" --num-prompts "${NUM_PROMPTS:-8}" >/dev/null
 rm -f "$out/spec_steps.jsonl"
 engine=(--spec.max_total_tokens 8192)  # the Ray-spawned engine's KV pool; external servers have their own
-for arg in "$@"; do [[ "$arg" == --spec.sglang_urls* ]] && engine=(); done
+for arg in "$@"; do if [[ "$arg" == --spec.sglang_urls* ]]; then engine=(); fi; done
 
 exec "$py" -m integrations.openrlhf.train_ppo_ray \
   --rollout.backend sglang-spec \
