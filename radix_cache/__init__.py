@@ -5,7 +5,9 @@ Pure Python + numpy: nothing here imports torch, SGLang or Ray.
 Files: node.py (tree nodes), inputs.py (input validation), tree_base.py / tree_removal.py /
 tree.py (the RadixCache: state and locks, eviction, match and insert), tree_view.py (printing),
 footprint.py (memory accounting), responses.py (Response / Draft records), store_stats.py,
-trajectory_store.py (previous rollouts per prompt), snapshot.py (save / load a store).
+store_records.py and version_runs.py (per-prompt / per-sample book-keeping, policy versions as
+run-length segments), trajectory_store.py (previous rollouts per prompt), snapshot.py and
+snapshot_codec.py (save / load a store).
 """
 
 from radix_cache.responses import Draft, Response

@@ -47,13 +47,16 @@ def tree_footprint(tree: RadixCache) -> Footprint:
 
 
 def store_footprint(store) -> Footprint:
-    """``tree_footprint`` of a TrajectoryStore's tree plus its per-prompt and per-sample records."""
+    """``tree_footprint`` of a TrajectoryStore's tree plus its per-prompt and per-sample records
+    (tails, and the policy-version runs, counted with their array headers)."""
     tree = tree_footprint(store.tree)
     records = sys.getsizeof(store._prompts)
     for prompt_id, entry in store.stored_prompts():
         records += sys.getsizeof(prompt_id) + sys.getsizeof(entry) + sys.getsizeof(entry.digest)
         records += sys.getsizeof(entry.samples) + sys.getsizeof(entry.locked_nodes)
         for sample in entry.samples:
-            records += sys.getsizeof(sample) + sys.getsizeof(sample.tail_ids) + sys.getsizeof(sample.tail_payload)
+            records += sys.getsizeof(sample) + sys.getsizeof(sample.tail_ids) + sys.getsizeof(sample.tail_logprobs)
+            if sample.version_runs is not None:  # run-length policy versions (usually one row)
+                records += sys.getsizeof(sample.version_runs)
     return Footprint(tree.num_nodes, tree.key_bytes, tree.value_bytes, tree.overhead_bytes + records,
                      store.total_tokens())

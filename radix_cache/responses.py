@@ -17,9 +17,6 @@ from radix_cache.inputs import as_token_ids
 LOGPROB_TOLERANCE = 1e-4
 PROMPT_DIGEST_LEN = 16  # bytes of blake2b over the prompt's token ids
 
-# Tree payload of a prompt whose responses carry policy versions (else plain float32 log-probs).
-VERSIONED_DTYPE = np.dtype([("logprob", np.float32), ("version", np.int32)])
-
 
 class Response(NamedTuple):
     """One sampled response of a prompt, as produced by a rollout."""
@@ -76,23 +73,6 @@ def _as_logprobs(logprobs: Any, response_len: int, what: str) -> np.ndarray:
         if float(arr.max()) > LOGPROB_TOLERANCE:
             raise ValueError(f"{what} has log-prob {float(arr.max())} > 0")
     return arr
-
-
-def to_payload(response: Response) -> np.ndarray:
-    """The per-token tree payload: the log-probs, or (logprob, version) records if versioned."""
-    if response.versions is None:
-        return response.logprobs
-    payload = np.empty(len(response.token_ids), dtype=VERSIONED_DTYPE)
-    payload["logprob"] = response.logprobs
-    payload["version"] = response.versions
-    return payload
-
-
-def from_payload(token_ids: np.ndarray, payload: np.ndarray) -> Draft:
-    """Inverse of :func:`to_payload`; copies out of the payload so the draft owns its arrays."""
-    if payload.dtype.names is None:
-        return Draft(token_ids, np.array(payload, dtype=np.float32), None)
-    return Draft(token_ids, np.array(payload["logprob"]), np.array(payload["version"]))
 
 
 def prompt_digest(prompt_ids: Any) -> bytes:

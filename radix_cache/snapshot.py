@@ -3,8 +3,10 @@
 File: msgpack map {magic, format_version, kind: "trajectory_store", body_sha256, body}, where
 ``body`` is msgpack bytes holding the config, the event counters and the prompts in LRU order
 (least recent first). Each prompt is its namespace's node table (parent index, edge tokens,
-edge log-probs[, versions]) plus its samples (terminal node index, partial-page tail), so shared
-prefixes are written once. Arrays are raw little-endian bytes; their dtypes are in the body.
+edge log-probs) plus its samples (terminal node index, partial-page tail, policy versions as
+run-length segments), so shared prefixes are written once. Arrays are raw little-endian bytes;
+their dtypes are in the body. Format 2 is written; format 1 (per-token versions in the node
+table) is still read. The per-prompt layouts are in snapshot_codec.py.
 
 Loading re-puts every prompt through ``TrajectoryStore.put_digest`` (full validation) in LRU
 order, so the store comes back identical: same prompts, samples in the same order with equal
@@ -33,22 +35,18 @@ from typing import Any, NamedTuple
 import msgpack
 import numpy as np
 
-from radix_cache.node import TreeNode
 from radix_cache.responses import Response
+from radix_cache.snapshot_codec import DTYPES, SnapshotError, decode_prompt, encode_prompt
 from radix_cache.store_stats import StoreCounters
-from radix_cache.trajectory_store import StoredPrompt, TrajectoryStore
+from radix_cache.trajectory_store import TrajectoryStore
 
 MAGIC = "specrl-radix-snapshot"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)  # 1: per-token versions in the node table (see snapshot_codec.py)
 KIND = "trajectory_store"
-DTYPES = {"token": "<i4", "logprob": "<f4", "version": "<i4"}
 
 
 SAVED = "saved"  # read_snapshot(max_tokens=SAVED): keep the budget recorded in the file
-
-
-class SnapshotError(ValueError):
-    """The file is not a readable snapshot of this format (truncated, corrupt, other kind...)."""
 
 
 class LoadedSnapshot(NamedTuple):
@@ -124,15 +122,17 @@ def read_snapshot(
         raise SnapshotError(f"{path}: not a msgpack snapshot (truncated or corrupt): {exc}") from None
     if not isinstance(header, dict) or header.get("magic") != MAGIC:
         raise SnapshotError(f"{path}: wrong magic, not a radix_cache snapshot")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise SnapshotError(f"{path}: format version {header.get('format_version')!r}, expected {FORMAT_VERSION}")
+    format_version = header.get("format_version")
+    if format_version not in READABLE_FORMAT_VERSIONS or isinstance(format_version, bool):
+        raise SnapshotError(f"{path}: format version {format_version!r}, expected one of {READABLE_FORMAT_VERSIONS}")
     if header.get("kind") != KIND:
         raise SnapshotError(f"{path}: kind {header.get('kind')!r}, expected {KIND!r}")
     body = header.get("body")
     if not isinstance(body, bytes) or hashlib.sha256(body).hexdigest() != header.get("body_sha256"):
         raise SnapshotError(f"{path}: checksum mismatch, the body is corrupt")
     try:
-        return _decode_store(msgpack.unpackb(body, raw=False), max_tokens, vocab_size, check_prompt_id)
+        body = msgpack.unpackb(body, raw=False)
+        return _decode_store(body, format_version, max_tokens, vocab_size, check_prompt_id)
     except SnapshotError:
         raise
     except Exception as exc:  # a well-formed file from a buggy writer: say where it broke
@@ -148,7 +148,7 @@ def _encode_store(store: TrajectoryStore) -> dict[str, Any]:
         },
         "counters": _counters_of(store),
         "dtypes": DTYPES,
-        "prompts": [_encode_prompt(store, prompt_id, entry) for prompt_id, entry in store.stored_prompts()],
+        "prompts": [encode_prompt(store.tree, prompt_id, entry) for prompt_id, entry in store.stored_prompts()],
     }
 
 
@@ -157,43 +157,7 @@ def _counters_of(store: TrajectoryStore) -> dict[str, int]:
     return {name: getattr(stats, name) for name in StoreCounters().as_dict()}
 
 
-def _encode_prompt(store: TrajectoryStore, prompt_id: str, entry: StoredPrompt) -> dict[str, Any]:
-    index: dict[int, int] = {}
-    nodes: list[list[Any]] = []
-    root = store.tree.namespace_root(prompt_id)
-    stack: list[tuple[TreeNode, int]] = [(child, -1) for child in (root.children.values() if root else ())]
-    while stack:
-        node, parent_index = stack.pop()
-        index[id(node)] = len(nodes)
-        nodes.append([parent_index, *_encode_payload(node.key, node.value)])
-        stack.extend((child, index[id(node)]) for child in node.children.values())
-    samples = []
-    for sample in entry.samples:
-        node_index = -1 if sample.node is None else index[id(sample.node)]
-        samples.append([node_index, *_encode_payload(sample.tail_ids, sample.tail_payload)])
-    return {
-        "id": prompt_id,
-        "digest": entry.digest,
-        "has_versions": entry.has_versions,
-        "nodes": nodes,
-        "samples": samples,
-    }
-
-
-def _encode_payload(token_ids: np.ndarray, payload: np.ndarray) -> list[bytes | None]:
-    """[tokens, logprobs, versions or None] as little-endian bytes."""
-    if payload.dtype.names is None:
-        logprobs, versions = payload, None
-    else:
-        logprobs, versions = payload["logprob"], payload["version"]
-    return [
-        np.ascontiguousarray(token_ids, dtype=DTYPES["token"]).tobytes(),
-        np.ascontiguousarray(logprobs, dtype=DTYPES["logprob"]).tobytes(),
-        None if versions is None else np.ascontiguousarray(versions, dtype=DTYPES["version"]).tobytes(),
-    ]
-
-
-def _decode_store(body: dict[str, Any], max_tokens, vocab_size, check_prompt_id) -> LoadedSnapshot:
+def _decode_store(body: dict[str, Any], format_version: int, max_tokens, vocab_size, check_prompt_id) -> LoadedSnapshot:
     if not isinstance(body, dict) or body.get("dtypes") != DTYPES:
         raise SnapshotError("snapshot body has unknown layout or dtypes")
     config = body["config"]
@@ -202,7 +166,7 @@ def _decode_store(body: dict[str, Any], max_tokens, vocab_size, check_prompt_id)
     dropped: list[tuple[str, str]] = []
     prompts = body["prompts"]
     for prompt in prompts:
-        responses = _decode_prompt(prompt)
+        responses = decode_prompt(prompt, format_version)
         why = _refusal(prompt["id"], responses, vocab_size, check_prompt_id)
         if why is None:
             try:
@@ -244,42 +208,3 @@ def content_digest(store: TrajectoryStore) -> str:
             if draft.versions is not None:
                 h.update(b"\x00V" + np.ascontiguousarray(draft.versions, "<i4").tobytes())
     return h.hexdigest()
-
-
-def _decode_prompt(prompt: dict[str, Any]) -> list[Response]:
-    """Rebuild every sample's full arrays from the node table (parents come before children)."""
-    paths: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-    for parent_index, *payload in prompt["nodes"]:
-        edge = _decode_payload(*payload)
-        if parent_index == -1:
-            paths.append(edge)
-        elif 0 <= parent_index < len(paths):
-            paths.append(_join(paths[parent_index], edge))
-        else:
-            raise SnapshotError(f"prompt {prompt['id']!r}: node refers to unknown parent {parent_index}")
-    responses = []
-    for node_index, *tail in prompt["samples"]:
-        tail_arrays = _decode_payload(*tail)
-        if node_index == -1:
-            arrays = tail_arrays
-        elif 0 <= node_index < len(paths):
-            arrays = _join(paths[node_index], tail_arrays)
-        else:
-            raise SnapshotError(f"prompt {prompt['id']!r}: sample refers to unknown node {node_index}")
-        responses.append(Response(*arrays))
-    return responses
-
-
-def _decode_payload(tokens: bytes, logprobs: bytes, versions: bytes | None) -> tuple:
-    return (
-        np.frombuffer(tokens, dtype=DTYPES["token"]).astype(np.int32),
-        np.frombuffer(logprobs, dtype=DTYPES["logprob"]).astype(np.float32),
-        None if versions is None else np.frombuffer(versions, dtype=DTYPES["version"]).astype(np.int32),
-    )
-
-
-def _join(head: tuple, tail: tuple) -> tuple:
-    if (head[2] is None) != (tail[2] is None):
-        raise SnapshotError("snapshot mixes versioned and unversioned payloads in one prompt")
-    versions = None if head[2] is None else np.concatenate([head[2], tail[2]])
-    return np.concatenate([head[0], tail[0]]), np.concatenate([head[1], tail[1]]), versions

@@ -14,12 +14,17 @@ from radix_cache.node import TreeNode
 
 
 class StoredSample(NamedTuple):
-    """One sample: tree path to `node`, then `tail_ids`; `response_len` tokens in all."""
+    """One sample: tree path to `node`, then `tail_ids`; `response_len` tokens in all.
+
+    Log-probs are the tree payload along the path, then `tail_logprobs`; policy versions, if the
+    prompt has them, are `version_runs` (radix_cache.version_runs) over all `response_len` tokens.
+    """
 
     node: TreeNode | None  # where the page-aligned part ends; None if that part is empty
     tail_ids: np.ndarray  # (tail_len,) int32 tokens past the last whole page
-    tail_payload: np.ndarray  # (tail_len,) payload of those tokens
+    tail_logprobs: np.ndarray  # (tail_len,) float32 log-probs of those tokens
     response_len: int
+    version_runs: np.ndarray | None  # (num_runs, 2) int32 (start, version) rows; None: unversioned
 
 
 class StoredPrompt:

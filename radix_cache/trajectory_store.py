@@ -1,12 +1,13 @@
 """TrajectoryStore: the previous rollouts of each prompt, kept in a RadixCache, served as drafts.
 
 Layout: one tree namespace per prompt (``extra_key = prompt_id``), key = response token ids,
-payload = per-token log-prob (float32) or (log-prob, policy version) records. The n samples of a
-prompt share their common response prefixes in the tree. A sample is remembered by the node where
-its page-aligned part ends (splits keep that node object on the suffix side, so the handle stays
-valid) plus the partial-page tail kept beside it (page_size > 1 only); its arrays are rebuilt by
-walking parents. As in SGLang, a prefix shared by two samples keeps the payload of the sample
-inserted first (the same tokens under the same policy have the same log-probs, up to noise).
+payload = per-token log-prob (float32); policy versions, if any, are kept per sample as run-length
+segments beside the tree (version_runs.py). The n samples of a prompt share their common response
+prefixes in the tree. A sample is remembered by the node where its page-aligned part ends (splits
+keep that node object on the suffix side, so the handle stays valid) plus the partial-page tail
+kept beside it (page_size > 1 only); its arrays are rebuilt by walking parents. As in SGLang, a prefix shared by two samples keeps the payload of the sample
+inserted first (the same tokens under the same policy have the same log-probs, up to noise), and
+its policy versions too.
 
 Contracts:
 * ``prompt_id`` is a stable identity the caller computes (e.g. a hash of prompt text + label),
@@ -30,17 +31,11 @@ from typing import Any
 import numpy as np
 
 from radix_cache.inputs import as_count
-from radix_cache.responses import (
-    PROMPT_DIGEST_LEN,
-    Draft,
-    as_response,
-    from_payload,
-    prompt_digest,
-    to_payload,
-)
+from radix_cache.responses import PROMPT_DIGEST_LEN, Draft, as_response, prompt_digest
 from radix_cache.store_records import StoredPrompt, StoredSample
 from radix_cache.store_stats import StoreCounters, StoreStats
 from radix_cache.tree import LockedError, RadixCache
+from radix_cache.version_runs import PutVersions, decode_runs
 
 
 class PromptCollisionError(ValueError):
@@ -106,16 +101,17 @@ class TrajectoryStore:
         if prompt_id in self._prompts:
             self._remove(prompt_id, force=True)
         entry = StoredPrompt(digest, has_versions == {True})
-        page_size = self._tree.page_size
-        for response in checked:
-            payload = to_payload(response)
-            response_len = len(response.token_ids)
+        page_size, put_versions = self._tree.page_size, PutVersions()
+        for token_ids, logprobs, versions in checked:
+            response_len = len(token_ids)
             aligned_len = response_len - response_len % page_size
-            node = None
+            node, prefix_len = None, 0
             if aligned_len:
-                node = self._tree.insert_path(response.token_ids, payload, extra_key=prompt_id).last_node
-            tail_ids = response.token_ids[aligned_len:].copy()
-            entry.samples.append(StoredSample(node, tail_ids, payload[aligned_len:].copy(), response_len))
+                inserted = self._tree.insert_path(token_ids, logprobs, extra_key=prompt_id)
+                node, prefix_len = inserted.last_node, inserted.prefix_len
+            runs = None if versions is None else put_versions.add(token_ids, aligned_len, prefix_len, versions)
+            tail_ids = token_ids[aligned_len:].copy()
+            entry.samples.append(StoredSample(node, tail_ids, logprobs[aligned_len:].copy(), response_len, runs))
             self._num_tail_tokens += len(tail_ids)
         self._prompts[prompt_id] = entry
         self._num_samples += len(entry.samples)
@@ -213,14 +209,15 @@ class TrajectoryStore:
         return [self._draft(entry, sample) for sample in entry.samples]
 
     def _draft(self, entry: StoredPrompt, sample: StoredSample) -> Draft:
+        versions = None if sample.version_runs is None else decode_runs(sample.version_runs, sample.response_len)
         if sample.node is None:
-            return from_payload(sample.tail_ids.copy(), sample.tail_payload)
+            return Draft(sample.tail_ids.copy(), sample.tail_logprobs.copy(), versions)
         token_ids = self._tree.path_key(sample.node)
-        payload = self._tree.path_value(sample.node)
+        logprobs = self._tree.path_value(sample.node)
         if len(sample.tail_ids):
             token_ids = np.concatenate([token_ids, sample.tail_ids])
-            payload = np.concatenate([payload, sample.tail_payload])
-        return from_payload(token_ids, payload)
+            logprobs = np.concatenate([logprobs, sample.tail_logprobs])
+        return Draft(token_ids, logprobs, versions)
 
     def _check_digest(self, prompt_id: str, digest: bytes) -> None:
         entry = self._prompts.get(prompt_id)

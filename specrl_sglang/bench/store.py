@@ -8,8 +8,9 @@ looks up the 8 drafts of every prompt (locked), then records 8 new responses per
 rollout step does; the store is bounded by the epoch's tokens, so steps after the first replace
 every prompt's samples. Reported: seconds per step for lookup and put (median of ``num_steps``
 steps after a warm-up step), peak RSS, bytes per stored token (radix_cache.footprint: token ids,
-log-probs, per-token policy versions, tree nodes and records), and the share of a GPU rollout
-step that the store's host time is (the paper's steps take minutes; see ``gpu_step_s``).
+log-probs, tree nodes and records, policy versions included as run-length segments per sample),
+and the share of a GPU rollout step that the store's host time is (the paper's steps take
+minutes; see ``gpu_step_s``).
 """
 
 from __future__ import annotations

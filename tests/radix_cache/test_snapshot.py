@@ -171,7 +171,7 @@ def test_prompts_outside_the_vocabulary_are_dropped_and_listed(tmp_path):
 def test_plain_load_refuses_what_read_snapshot_would_drop(tmp_path):
     store = make_store()
     body = msgpack.unpackb(msgpack.unpackb(snapshot.encode_snapshot(store), raw=False)["body"], raw=False)
-    node = body["prompts"][0]["nodes"][0]  # [parent, tokens, logprobs, versions]
+    node = body["prompts"][0]["nodes"][0]  # [parent, tokens, logprobs]
     node[2] = np.full(len(node[1]) // 4, 0.5, "<f4").tobytes()  # log-probs > 0
     raw = msgpack.packb(body, use_bin_type=True)
     data = _rewrap(snapshot.encode_snapshot(store), body=raw, body_sha256=hashlib.sha256(raw).hexdigest())
