@@ -1,7 +1,9 @@
 """One measured step of `bench rollout`: every arm on the same prompts and weights, each after a
 KV flush. Stores: the spec-rl arm's (its samples are the next epoch's drafts, and they train the
 policy), the exact arm's; floor and barrier read the spec-rl arm's drafts and record nothing, so
-they run before the spec-rl arm records this step's samples."""
+they run before the spec-rl arm records this step's samples. All arms of a step use the same
+acceptance randomness, so barrier and spec-rl cut the same drafts at the same tokens and differ
+only in the flow (and in the continuations' own sampling)."""
 
 from __future__ import annotations
 
@@ -44,7 +46,9 @@ def measure_step(runtime: RolloutRuntime, workload, batch, arms: tuple[str, ...]
     config = workload.config
     figures: dict[str, dict[str, Any]] = {}
     spec_samples: list[Sample] = []
+    step_index = runtime.num_steps  # every arm draws the same acceptance randomness (seed, step_index)
     for arm in (a for a in _PLAN if a in arms):
+        runtime.num_steps = step_index
         store_name, mode, lenience, record, pipelined = _PLAN[arm]
         store = stores.setdefault(store_name, TrajectoryStore(max_tokens=None))
         if runtime.store is not store:
@@ -56,4 +60,5 @@ def measure_step(runtime: RolloutRuntime, workload, batch, arms: tuple[str, ...]
         figures[arm] = arm_figures(result.stats)
         if arm == "spec-rl":
             spec_samples = result.samples
+    runtime.num_steps = step_index + 1
     return figures, spec_samples
