@@ -118,8 +118,9 @@ def summarize(rows: list[dict[str, Any]], arms: tuple[str, ...], config, backend
         name = arm.replace("-", "_")
         out[f"{name}_speedup"] = out["vanilla_s"] / out[f"{name}_s"]
         out[f"{name}_speedup_after_epoch_0"] = out["vanilla_s_after_epoch_0"] / out[f"{name}_s_after_epoch_0"]
-    if "floor" in arms:
-        out["speedup_over_floor"] = out["speedup_after_epoch_0"] / out["floor_speedup_after_epoch_0"]
+    if "floor" in arms:  # how close to the physical limit of reuse (1 = every draft accepted whole)
+        out["speedup_over_floor"] = out["speedup"] / out["floor_speedup"]
+        out["speedup_over_floor_after_epoch_0"] = out["speedup_after_epoch_0"] / out["floor_speedup_after_epoch_0"]
     for arm in ("vanilla", "spec-rl", "exact"):
         if arm in arms:
             out[f"tokens_decoded_{arm.replace('-', '_').replace('spec_rl', 'spec')}"] = int(_total(rows, arm, "num_tokens_decoded"))
