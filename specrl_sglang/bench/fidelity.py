@@ -1,8 +1,9 @@
 """``specrl-sglang bench fidelity``: how far is each reuse mode from sampling the current policy?
 
 A fixed pair of policies A -> B: A is the workload's warm policy, B is A after `policy_steps` GRPO
-steps on these prompts (about the policy drift between a draft and its verification in training,
-one epoch of updates). For each of `num_prompts` prompts, `num_samples` samples of A are the
+steps on these prompts at `--policy-lr` (default 5e-4, five times the workload's training lr: at
+1e-4 four steps barely move the tiny policy, and then even l = inf cannot be told from fresh
+sampling - the drift must be measurable for the benchmark to be sensitive). For each of `num_prompts` prompts, `num_samples` samples of A are the
 drafts. Under B we draw: two independent fresh sets (vanilla), one set in exact mode and one in
 spec-rl mode per lenience of the sweep (1, e^0.2, e^0.5, e^1, inf), each from the same drafts.
 
@@ -37,6 +38,7 @@ from specrl_sglang.workload.cli_args import add_workload_args, workload_from_arg
 
 SWEEP = (1.0, math.exp(0.2), math.exp(0.5), math.exp(1.0), math.inf)
 ALPHA = 0.01
+POLICY_LR = 5e-4
 
 
 def add_parser(subparsers) -> None:
@@ -45,6 +47,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--fidelity-prompts", type=int, default=8, help="prompts sampled")
     p.add_argument("--fidelity-samples", type=int, default=256, help="samples per prompt and mode")
     p.add_argument("--policy-steps", type=int, default=4, help="GRPO steps from A to B")
+    p.add_argument("--policy-lr", type=float, default=POLICY_LR, help=f"learning rate of those steps (default {POLICY_LR})")
     add_workload_args(p)
     p.set_defaults(func=_run_cli)
 
@@ -52,7 +55,9 @@ def add_parser(subparsers) -> None:
 def _run_cli(args: argparse.Namespace) -> int:
     if args.fidelity_prompts < 1 or args.fidelity_samples < 16 or args.policy_steps < 0:
         raise SystemExit("bench fidelity: need --fidelity-prompts >= 1, --fidelity-samples >= 16, --policy-steps >= 0")
-    config = workload_from_args(args)
+    if not args.policy_lr > 0:
+        raise SystemExit("bench fidelity: --policy-lr must be > 0")
+    config = dataclasses.replace(workload_from_args(args), lr=args.policy_lr)
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     run = lambda: run_fidelity_bench(config, args.fidelity_prompts, args.fidelity_samples, args.policy_steps, log)  # noqa: E731
     if args.json:
@@ -184,13 +189,13 @@ def _summary(table, sets, log, num_prompts, num_samples, policy_steps, config) -
     passes = lambda m: m["p_answer"] >= ALPHA and m["p_logp"] >= ALPHA  # noqa: E731
     noise = table.pop("fresh_2")
     lossy = {name.split("@")[1]: m for name, m in table.items() if name.startswith("spec_rl@")}
-    tvs = [m["tv"] for m in lossy.values()]
+    tvs = [m["tv_answer"] for m in lossy.values()]
     inf = lossy[f"{math.inf:.4g}"]
     exact_ok, sensitive = passes(table["exact"]), not passes(inf)
-    increasing = all(b >= a - 2 * noise["tv"] / math.sqrt(num_prompts) for a, b in zip(tvs, tvs[1:])) and tvs[-1] > tvs[0]
+    increasing = all(b >= a - 2 * noise["tv_answer"] / math.sqrt(num_prompts) for a, b in zip(tvs, tvs[1:])) and tvs[-1] > tvs[0]
     verdict = (f"exact: {'indistinguishable from' if exact_ok else 'DISTINGUISHABLE from'} fresh sampling "
                f"(answer chi-square p={table['exact']['p_answer']:.3g}, log-prob t-test p={table['exact']['p_logp']:.3g}); "
-               f"spec-rl tv {' -> '.join(f'{t:.3f}' for t in tvs)} over l = {', '.join(lossy)} (noise {noise['tv']:.3f}); "
+               f"spec-rl answer tv {' -> '.join(f'{t:.3f}' for t in tvs)} over l = {', '.join(lossy)} (noise {noise['tv_answer']:.3f}); "
                f"l = inf {'is' if sensitive else 'is NOT'} told apart from fresh sampling")
     log(verdict)
     return {
@@ -199,6 +204,6 @@ def _summary(table, sets, log, num_prompts, num_samples, policy_steps, config) -
         "table": {"fresh_2": noise, **table},
         "exact_indistinguishable": exact_ok, "lossy_tv_increasing": bool(increasing), "sensitive": sensitive,
         "alpha": ALPHA, "verdict": verdict,
-        "config": {"num_prompts": num_prompts, "num_samples": num_samples, "policy_steps": policy_steps,
+        "config": {"num_prompts": num_prompts, "num_samples": num_samples, "policy_steps": policy_steps, "policy_lr": config.lr,
                    "task": config.task, "model_size": config.model_size, "seed": config.seed},
     }
