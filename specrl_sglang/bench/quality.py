@@ -2,9 +2,11 @@
 
 For each seed (the problems, their order, the sampling and acceptance randomness; the warm policy
 is shared) every arm trains the same warm policy with GRPO on the workload, on one engine:
-vanilla, exact, and spec-rl at each lenience of the sweep. Per arm: the final reward (mean over
-the last epoch's steps) per seed, its mean and standard error over seeds, and the reward-per-step
-curve with a +-1 SE band (quality.png). Test, per spec-rl lenience and for exact: the paired
+vanilla, exact, and spec-rl at each lenience of the sweep. Per arm: the final reward - the mean
+reward of fresh (vanilla) samples of the arm's final policy on every prompt, not the arm's own
+rollouts, which for a lossy mode lean toward the drafts' older policy - per seed, its mean and
+standard error over seeds, the learning gain over the warm policy (same evaluation), and the
+rollout-reward-per-step curve with a +-1 SE band (quality.png). Test, per spec-rl lenience and for exact: the paired
 difference d_s = final(arm, s) - final(vanilla, s); the arm is "within 2 SE" of vanilla when
 |mean d| <= 2 SE(d) (SE = sd / sqrt(K)), "worse" when mean d < -2 SE(d), "better" otherwise. With
 K = 3 seeds this only detects large differences; the JSON says so (`num_seeds`).
@@ -78,21 +80,25 @@ def run_quality_bench(config, num_seeds: int, sweep: list[float], exact: bool, o
 
     from specrl_sglang.engine_config import EngineConfig
     from specrl_sglang.runtime import RolloutRuntime
-    from specrl_sglang.workload.training import Workload, run_arm
+    from specrl_sglang.workload.training import Workload, evaluate, run_arm
 
     arms = arm_names(sweep, exact)
     curves: dict[str, list[list[float]]] = {name: [] for name, _, _ in arms}
     rollout_s: dict[str, list[float]] = {name: [] for name, _, _ in arms}
+    evals: dict[str, list[float]] = {name: [] for name, _, _ in arms}
+    warm: list[float] = []
     for seed in range(num_seeds):
         workload = Workload(dataclasses.replace(config, seed=seed), log)
         with RolloutRuntime.in_process(EngineConfig(model_path=workload.warm_path, random_seed=seed)) as rt:
+            warm.append(evaluate(workload, rt))  # the engine starts with the warm weights
             for name, mode, lenience in arms:
                 rows = run_arm(workload, rt, mode, lenience)
+                evals[name].append(evaluate(workload, rt))  # the final policy, fresh samples
                 curves[name].append([r["reward"] for r in rows])
                 rollout_s[name].append(float(sum(r["rollout_s"] for r in rows)))
-                log(f"seed {seed} {name}: reward {rows[0]['reward']:.3f} -> {rows[-1]['reward']:.3f}, "
-                    f"rollout {rollout_s[name][-1]:.1f} s")
-    return summarize(config, arms, curves, rollout_s, out)
+                log(f"seed {seed} {name}: rollout reward {rows[0]['reward']:.3f} -> {rows[-1]['reward']:.3f}, "
+                    f"final policy (fresh samples) {evals[name][-1]:.3f}, rollout {rollout_s[name][-1]:.1f} s")
+    return summarize(config, arms, curves, rollout_s, out, evals, warm)
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
@@ -100,10 +106,16 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else math.nan
 
 
-def summarize(config, arms, curves, rollout_s, out: Path) -> dict[str, Any]:
+def summarize(config, arms, curves, rollout_s, out: Path, evals: dict[str, list[float]] | None = None,
+              warm: list[float] | None = None) -> dict[str, Any]:
+    """`evals` (arm -> per-seed reward of fresh samples of the final policy) and `warm` (per seed,
+    the same for the warm policy) are the final and initial rewards when given; else the last and
+    first epochs' rollout rewards stand in (the unit tests' synthetic curves)."""
     steps_per_epoch = config.steps_per_epoch
-    finals = {name: [float(np.mean(c[-steps_per_epoch:])) for c in curves[name]] for name, _, _ in arms}
-    initials = {name: [float(np.mean(c[:steps_per_epoch])) for c in curves[name]] for name, _, _ in arms}
+    rollout_finals = {name: [float(np.mean(c[-steps_per_epoch:])) for c in curves[name]] for name, _, _ in arms}
+    finals = evals if evals is not None else rollout_finals
+    initials = ({name: list(warm) for name, _, _ in arms} if warm is not None else
+                {name: [float(np.mean(c[:steps_per_epoch])) for c in curves[name]] for name, _, _ in arms})
     result: dict[str, Any] = {"num_seeds": len(finals["vanilla"]), "arms": {}, "comparisons": {}, "verdicts": []}
     van_s = float(np.mean(rollout_s["vanilla"]))
     for name, mode, lenience in arms:
@@ -113,6 +125,8 @@ def summarize(config, arms, curves, rollout_s, out: Path) -> dict[str, Any]:
         result["arms"][name] = {
             "mode": mode, "lenience": lenience if mode == "spec-rl" else None,
             "final_reward_mean": mean, "final_reward_se": se, "final_rewards": finals[name],
+            "final_reward_source": "fresh samples of the final policy" if evals is not None else "last epoch's rollouts",
+            "final_rollout_reward_mean": float(np.mean(rollout_finals[name])),
             "initial_reward_mean": init_mean, "initial_reward_se": init_se,
             "learning_gain_mean": mean - init_mean,
             "curve_mean": curve.mean(axis=0).tolist(),

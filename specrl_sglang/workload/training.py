@@ -112,3 +112,25 @@ def run_arm(workload: Workload, runtime: RolloutRuntime, mode: str, lenience: fl
             if on_step is not None:
                 on_step(row)
     return rows
+
+
+def evaluate(workload: Workload, runtime: RolloutRuntime) -> float:
+    """Mean reward of fresh samples of the runtime's current policy: every prompt of the workload,
+    `samples_per_prompt` each, vanilla, nothing recorded. This is the policy's quality; a lossy
+    arm's own rollout rewards are not (they lean toward the drafts' older policy). Restores the
+    runtime's config afterwards; the store is not touched."""
+    config = workload.config
+    saved = runtime.config
+    runtime.config = SpecConfig(mode="vanilla", record=False, seed=config.seed)
+    try:
+        rewards = []
+        n, per_step = config.samples_per_prompt, config.prompts_per_step
+        for start in range(0, len(workload.problems), per_step):
+            idx = range(start, min(start + per_step, len(workload.problems)))
+            batch = Batch([workload.problems[i] for i in idx],
+                          [RolloutRequest(workload.prompt_keys[i], workload.prompt_ids[i], n) for i in idx])
+            result = runtime.step(batch.requests, workload.sampling, config.max_response_len)
+            rewards.append(workload.rewards(batch, result.samples))
+        return float(np.concatenate(rewards).mean())
+    finally:
+        runtime.config = saved

@@ -49,3 +49,14 @@ def test_quality_flags_are_checked(capsys):
         main(["bench", "quality", "--seeds", "1"])
     with pytest.raises(SystemExit, match="lenience"):
         main(["bench", "quality", "--leniences", "0.5"])
+
+
+def test_final_reward_is_the_evaluated_policy_when_given(tmp_path):
+    config = WorkloadConfig.for_task("reversal", epochs=1, num_prompts=1, prompts_per_step=1)
+    arms = [("vanilla", "vanilla", 1.0), ("spec_rl@1.649", "spec-rl", math.exp(0.5))]
+    curves = {"vanilla": [[0.5], [0.5]], "spec_rl@1.649": [[0.9], [0.9]]}  # lossy rollouts look better ...
+    evals = {"vanilla": [0.5, 0.52], "spec_rl@1.649": [0.5, 0.51]}  # ... than the policy they trained
+    result = summarize(config, arms, curves, {n: [1.0, 1.0] for n in curves}, tmp_path, evals, [0.4, 0.4])
+    spec = result["arms"]["spec_rl@1.649"]
+    assert spec["final_reward_mean"] == pytest.approx(0.505) and spec["final_rollout_reward_mean"] == pytest.approx(0.9)
+    assert spec["learning_gain_mean"] == pytest.approx(0.105) and result["within_2se"]
