@@ -41,3 +41,14 @@ def test_rollout_bench_flags_are_checked_before_anything_starts(capsys):
         main(["bench", "rollout", "--arms", "vanilla,fast"])
     with pytest.raises(SystemExit, match="--workers"):
         main(["bench", "rollout", "--workers", "2"])
+
+
+def test_rollout_bench_through_an_sglang_http_server(tmp_path):
+    from specrl_sglang.bench.rollout import run_rollout_bench
+
+    result = run_rollout_bench(small_workload(tmp_path, epochs=2), ("vanilla", "spec-rl"), "http", 1, log=lambda m: None)
+    assert result["backend"] == "http" and result["num_workers"] == 1 and result["num_steps"] == 2
+    later = result["steps"][1]
+    assert later["spec-rl"]["num_with_draft"] == later["spec-rl"]["num_samples"] == 8
+    assert later["vanilla"]["num_with_draft"] == 0
+    assert result["tokens_decoded_spec"] < result["tokens_decoded_vanilla"]
