@@ -27,7 +27,7 @@ from specrl_sglang.engine_api import FLUSH_TIMEOUT_S, EngineError, GenerateResul
 from specrl_sglang.engine_config import EngineConfig
 from specrl_sglang.first_token_ban import TokenBan, generate_with_ban
 from specrl_sglang.sampling import SamplingConfig
-from specrl_sglang.sglang_results import generate_result, joined, logprob_values as _logprobs
+from specrl_sglang.sglang_results import generate_result, joined, verify_result
 from specrl_sglang.token_checks import ModelLimits
 from specrl_sglang.weight_checks import WeightSpec
 
@@ -75,13 +75,7 @@ class InProcessEngine:
             input_ids=input_ids, sampling_params={"max_new_tokens": 0}, return_logprob=True,
             logprob_start_len=int(prompt_ids.shape[0]) - 1,
         )
-        meta = out["meta_info"]
-        entries = meta["input_token_logprobs"][1:]  # entry 0 (the last prompt token) is None
-        if len(entries) != draft_ids.shape[0]:
-            if (meta.get("finish_reason") or {}).get("type") == "abort":
-                raise EngineError(f"verify aborted: {meta.get('finish_reason')}")
-            raise EngineError(f"verify: SGLang returned {len(entries)} log-probs for {draft_ids.shape[0]} draft tokens")
-        return VerifyResult(_logprobs(entries), int(meta.get("cached_tokens", 0)), meta.get("weight_version"))
+        return verify_result(out, int(draft_ids.shape[0]))  # VerifyAborted if an interrupt aborted it
 
     async def generate(self, route_key: str, prefix_ids: np.ndarray, max_new_tokens: int, sampling: SamplingConfig,
                        ban: TokenBan | None = None) -> GenerateResult:

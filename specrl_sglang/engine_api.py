@@ -38,6 +38,10 @@ class EngineError(RuntimeError):
     """SGLang refused or failed an operation; the message says which and why."""
 
 
+class VerifyAborted(EngineError):
+    """SGLang aborted a verify request (e.g. the abort of an interrupting weight update)."""
+
+
 class WorkerUnavailable(EngineError):
     """A worker did not answer (dead, unreachable, or restarting); the message names it."""
 

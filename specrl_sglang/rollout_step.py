@@ -31,7 +31,7 @@ import numpy as np
 
 from specrl_sglang.acceptance import acceptance_rng, draw_log_uniforms
 from specrl_sglang.draft_store import DraftStore
-from specrl_sglang.engine_api import Engine
+from specrl_sglang.engine_api import Engine, VerifyAborted
 from specrl_sglang.rollout_types import RolloutRequest, RolloutResult, Sample
 from specrl_sglang.sampling import SamplingConfig
 from specrl_sglang.spec_config import SpecConfig, check_mode_sampling
@@ -87,8 +87,13 @@ class _Round:
         n = slot.draft.shape[0]
         new_lp = slot.draft_lp[:0]
         if verify is not None:
-            verified = await verify
-            if verified is None:  # interrupted before its verify was sent: keep the draft as it is
+            try:
+                verified = await verify
+            except VerifyAborted:
+                if not self.ctx.interrupting():
+                    raise
+                verified = None  # aborted by the interrupt: verified again next round
+            if verified is None:  # interrupted before (or while) its verify ran: keep the draft as it is
                 slot.interrupted = True
                 return
             new_lp = verified.logprobs[:n]

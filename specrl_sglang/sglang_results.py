@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from specrl_sglang.engine_api import EngineError, GenerateResult, VerifyResult
+from specrl_sglang.engine_api import EngineError, GenerateResult, VerifyAborted, VerifyResult
 from specrl_sglang.first_token_ban import TokenBan, marginal_logprobs
 
 
@@ -26,7 +26,7 @@ def verify_result(out: dict[str, Any], draft_len: int) -> VerifyResult:
     entries = (meta.get("input_token_logprobs") or [])[1:]  # entry 0 (the last prompt token) is None
     if len(entries) != draft_len:
         if (meta.get("finish_reason") or {}).get("type") == "abort":
-            raise EngineError(f"verify aborted: {meta.get('finish_reason')}")
+            raise VerifyAborted(f"verify aborted: {meta.get('finish_reason')}")
         raise EngineError(f"verify: SGLang returned {len(entries)} log-probs for {draft_len} draft tokens")
     return VerifyResult(logprob_values(entries), int(meta.get("cached_tokens", 0)), meta.get("weight_version"))
 
