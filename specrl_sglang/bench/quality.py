@@ -89,7 +89,8 @@ def run_quality_bench(config, num_seeds: int, sweep: list[float], exact: bool, o
     warm: list[float] = []
     for seed in range(num_seeds):
         workload = Workload(dataclasses.replace(config, seed=seed), log)
-        with RolloutRuntime.in_process(EngineConfig(model_path=workload.warm_path, random_seed=seed)) as rt:
+        engine = EngineConfig(model_path=workload.warm_path, random_seed=seed, max_total_tokens=workload.config.kv_pool_tokens)
+        with RolloutRuntime.in_process(engine) as rt:
             warm.append(evaluate(workload, rt))  # the engine starts with the warm weights
             for name, mode, lenience in arms:
                 rows = run_arm(workload, rt, mode, lenience)

@@ -9,20 +9,13 @@ from collections.abc import Callable, Iterator
 from specrl_sglang.runtime import RolloutRuntime
 
 
-def kv_pool_tokens(workload) -> int:
-    """A KV pool that holds two steps of the workload (the verify pass's KV must survive until
-    its continuation)."""
-    c = workload.config
-    return max(65536, 2 * c.prompts_per_step * c.samples_per_prompt * c.max_response_len)
-
-
 @contextlib.contextmanager
 def open_runtime(workload, backend: str, num_workers: int, log: Callable[[str], None]) -> Iterator[RolloutRuntime]:
     from radix_cache.trajectory_store import TrajectoryStore
     from specrl_sglang.engine_config import EngineConfig
 
     engine = EngineConfig(model_path=workload.warm_path, random_seed=workload.config.seed,
-                          max_total_tokens=kv_pool_tokens(workload))
+                          max_total_tokens=workload.config.kv_pool_tokens)
     if backend == "in-process":
         with RolloutRuntime.in_process(engine) as runtime:
             yield runtime

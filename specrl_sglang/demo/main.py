@@ -48,7 +48,7 @@ def run_demo(config: DemoConfig, show_progress: bool = True) -> dict:
                f"{w.steps_per_epoch} steps; starting SGLang on {workload.warm_path} ...")
     arms: dict[str, list[dict]] = {}
     engine = EngineConfig(model_path=workload.warm_path, random_seed=w.seed,
-                          max_total_tokens=max(65536, 2 * w.prompts_per_step * w.samples_per_prompt * w.max_response_len))
+                          max_total_tokens=w.kv_pool_tokens)
     with RolloutRuntime.in_process(engine) as runtime:
         for arm in config.arms:
             with tqdm(total=w.epochs * w.steps_per_epoch, desc=f"{arm:>7}", disable=not show_progress) as bar:

@@ -84,5 +84,11 @@ class WorkloadConfig:
         return MODEL_SIZES[self.model_size]
 
     @property
+    def kv_pool_tokens(self) -> int:
+        """SGLang KV pool size for this workload: two steps' worth (a verify pass's KV must survive
+        until its continuation), at least 65536."""
+        return max(65536, 2 * self.prompts_per_step * self.samples_per_prompt * self.max_response_len)
+
+    @property
     def steps_per_epoch(self) -> int:
         return math.ceil(self.num_prompts / self.prompts_per_step)
