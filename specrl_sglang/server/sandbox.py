@@ -2,8 +2,11 @@
 
 `SnapshotDir`: the one dedicated directory of snapshots. Clients name snapshots by a plain file
 name ending in `.snap` (no directories, no hidden files); the server writes only to names it owns:
-the configured default snapshot and names it created itself, recorded in a manifest file inside
-the directory (so ownership survives restarts). An existing file it did not create is never
+the configured default snapshot and names it accepted a write to (claimed by `resolve(...,
+for_write=True)` before the write starts, so a second request for the same file while the first
+is being written is not refused), recorded in a manifest file inside the directory (so ownership
+survives restarts); a write that then fails leaves the name owned and no file, which only lets
+the server write it later. An existing file it did not create is never
 overwritten, so the report, the model and anything an operator put there are out of reach.
 Reading (restore) takes any `.snap` file in the directory. Temp files of snapshot writes killed
 half-way are removed at start (`remove_stale_tmp`).
@@ -86,10 +89,12 @@ class SnapshotDir:
             raise ApiError(409, f"{name} exists in {self.root} and was not written by this server; it is left alone", "path")
         if not for_write and not target.exists():
             raise ApiError(404, f"no snapshot named {name} in {self.root}", "path")
+        if for_write:
+            self.claim(target)  # owned from acceptance on: a concurrent write of this name is not refused
         return target
 
     def claim(self, path: Path) -> None:
-        """Record that the server wrote `path` (call after a successful write)."""
+        """Record that the server owns `path` (idempotent; `resolve` for a write calls it)."""
         name = path.name
         if self.owns(name):
             return

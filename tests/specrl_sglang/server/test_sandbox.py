@@ -23,6 +23,17 @@ def test_ownership_is_recorded_and_survives_a_restart(tmp_path):
     assert again.resolve("new.snap", for_write=True) == tmp_path / "new.snap"
 
 
+def test_a_name_is_owned_from_the_accepted_write_on(tmp_path):
+    # two requests for one new file: the second is resolved after the first's write landed, before
+    # that write finished (the race the concurrent-snapshot test of the server hit)
+    d = SnapshotDir(tmp_path)
+    first = d.resolve("shared.snap", for_write=True)
+    assert d.owns("shared.snap")
+    first.write_bytes(b"half-finished write")
+    assert d.resolve("shared.snap", for_write=True) == first
+    assert SnapshotDir(tmp_path).owns("shared.snap")  # recorded on disk, not only in memory
+
+
 def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
     for name in (".store.snap.abc123.tmp", ".other.snap.x.tmp", "keep.tmp", ".notes.txt.1.tmp", "a.snap"):
         (tmp_path / name).write_bytes(b"")
