@@ -32,7 +32,7 @@ import numpy as np
 from specrl_sglang.acceptance import acceptance_rng, draw_log_uniforms
 from specrl_sglang.draft_store import DraftStore
 from specrl_sglang.engine_api import Engine, VerifyAborted
-from specrl_sglang.rollout_types import RolloutRequest, RolloutResult, Sample
+from specrl_sglang.rollout_types import RolloutRequest, RolloutResult
 from specrl_sglang.sampling import SamplingConfig
 from specrl_sglang.spec_config import SpecConfig, check_mode_sampling
 from specrl_sglang.step_stages import (

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 from collections import Counter
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from specrl_sglang.plain_json import dumps
 from specrl_sglang.stdout_guard import stdout_to_stderr
 from specrl_sglang.workload.cli_args import add_workload_args, workload_from_args
 
@@ -63,7 +63,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     if args.json:
         with stdout_to_stderr():
             result = run()
-        print(json.dumps(result, default=_json_safe), flush=True)
+        print(dumps(result), flush=True)
     else:
         result = run()
         print(f"tv_noise {result['tv_noise']:.3f} (answers {result['tv_answer_noise']:.3f})")
@@ -73,10 +73,6 @@ def _run_cli(args: argparse.Namespace) -> int:
                   f"full {m['full_reuse_ratio']:.2f} speedup {m['speedup']:.2f} p {m['p_answer']:.3g}/{m['p_logp']:.3g}")
         print(result["verdict"])
     return 0
-
-
-def _json_safe(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def tv_distance(a: list[Any], b: list[Any]) -> float:

@@ -15,7 +15,6 @@ K = 3 seeds this only detects large differences; the JSON says so (`num_seeds`).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from specrl_sglang.plain_json import dumps
 from specrl_sglang.spec_config import DEFAULT_LENIENCE
 from specrl_sglang.stdout_guard import stdout_to_stderr
 from specrl_sglang.workload.cli_args import add_workload_args, workload_from_args
@@ -55,7 +55,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     if args.json:
         with stdout_to_stderr():
             result = run_quality_bench(config, args.seeds, sweep, not args.no_exact, Path(args.out), log)
-        print(json.dumps(result), flush=True)
+        print(dumps(result), flush=True)
     else:
         result = run_quality_bench(config, args.seeds, sweep, not args.no_exact, Path(args.out), log)
         for arm, a in result["arms"].items():
@@ -153,7 +153,7 @@ def summarize(config, arms, curves, rollout_s, out: Path, evals: dict[str, list[
     result["largest_lenience_within_2se"] = max(holding) if holding else None
     result["config"] = {**{k: v for k, v in config.__dict__.items() if k != "warmup"}, "warmup": config.warmup.__dict__}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(result, indent=2, default=float))
+    (out / "quality.json").write_text(dumps(result, indent=2))
     result["plot"] = str(plot_quality(result, out / "quality.png"))
     return result
 

@@ -17,11 +17,11 @@ Epoch 0 has no drafts; figures are over all epochs and over epochs >= 1 (`*_afte
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from typing import Any
 
+from specrl_sglang.plain_json import dumps
 from specrl_sglang.stdout_guard import stdout_to_stderr
 from specrl_sglang.workload.cli_args import add_workload_args, workload_from_args
 
@@ -58,7 +58,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     if args.json:
         with stdout_to_stderr():  # SGLang and its subprocesses log to stdout
             result = run_rollout_bench(config, arms, args.backend, args.workers, log=lambda m: print(m, file=sys.stderr))
-        print(json.dumps(result), flush=True)
+        print(dumps(result), flush=True)
         return 0
     result = run_rollout_bench(config, arms, args.backend, args.workers)
     for key, value in result.items():

@@ -17,7 +17,6 @@ on a shared machine the figures are noisy.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import secrets
@@ -28,6 +27,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+from specrl_sglang.plain_json import dumps
 
 
 def add_parser(subparsers) -> None:
@@ -56,7 +57,7 @@ def _run_cli(args: argparse.Namespace) -> int:
                              max_len=args.max_len, mode=args.mode, model=args.model, tiny_dir=args.tiny_dir,
                              start_timeout=args.start_timeout, repeats=args.repeats, log=log)
     if args.json:
-        print(json.dumps(result), flush=True)
+        print(dumps(result), flush=True)
     else:
         for c in clients:
             print(f"{c:>3} client(s): {result['samples_per_s'][str(c)]:8.2f} samples/s")

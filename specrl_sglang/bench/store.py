@@ -16,13 +16,14 @@ minutes; see ``gpu_step_s``).
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import time
 from typing import Any
 
 import numpy as np
+
+from specrl_sglang.plain_json import dumps
 
 VOCAB = 151_936
 GPU_STEP_S = 300.0  # order of a 1024 x 8 x 4k rollout step on 8 H100s in the paper (minutes)
@@ -50,7 +51,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     result = run_store_bench(args.num_prompts, args.num_samples, args.min_len, args.max_len, args.mean_shared,
                              args.num_steps, args.seed)
     if args.json:
-        print(json.dumps(result), flush=True)
+        print(dumps(result), flush=True)
     else:
         for key, value in result.items():
             if key != "config":

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import time
 from typing import Any
 
 from radix_cache.footprint import tree_footprint
 from radix_cache.tree import RadixCache
 from specrl_sglang.bench.tree_trace import TreeTrace, build_trace, run_trace
+from specrl_sglang.plain_json import dumps
 from specrl_sglang.sglang_radix_peer import SGLangRadixPeer, to_peer_key, to_peer_value
 
 
@@ -108,7 +108,7 @@ def _main(args: argparse.Namespace) -> int:
         args.num_prompts, args.samples, args.min_len, args.max_len, args.seed, args.page_size, args.repeats
     )
     if args.json:
-        print(json.dumps(result))
+        print(dumps(result))
     else:
         print(f"ops: {result['num_ops']}  tokens kept: {result['total_tokens']}  nodes: {result['num_nodes']}")
         print(f"ours:   {result['ours_ops_per_s']:12,.0f} ops/s")

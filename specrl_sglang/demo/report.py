@@ -4,25 +4,15 @@ step, accepted-length distribution). `specrl-sglang stats --report report.json` 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from specrl_sglang.plain_json import dumps, plain
+
 COLORS = {"vanilla": "tab:blue", "spec-rl": "tab:orange", "exact": "tab:green"}
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf floats become None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def epoch_summary(rows: list[dict[str, Any]], epoch: int) -> dict[str, Any]:
@@ -73,14 +63,14 @@ def build_report(config: dict[str, Any], arms: dict[str, list[dict[str, Any]]]) 
                 "final_reward_minus_vanilla": out["arms"][arm]["reward"]["final"] - out["arms"]["vanilla"]["reward"]["final"],
             }
         out["summary"] = summary
-    return _clean(out)
+    return plain(out)
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "report.json"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
+    tmp.write_text(dumps(report, indent=2))
     tmp.replace(path)
     return path
 

@@ -7,7 +7,7 @@ Contract:
 - Responses use msgpack if the Accept header names msgpack, JSON if it names JSON, else the
   request's own format (JSON for bodiless requests).
 - Non-finite floats (e.g. a NaN KV-hit ratio of a step without drafts) are sent as null in both
-  formats; numpy scalars and arrays are converted to plain numbers and lists.
+  formats; numpy scalars and arrays are converted to plain numbers and lists (`plain_json`).
 - `read_body` refuses bodies over `limit` bytes with ApiError 413, from Content-Length before
   reading anything, and while streaming for chunked bodies; a client that sends no body bytes for
   `idle_s` seconds gets ApiError 408 (a slow client cannot hold a request open forever).
@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from typing import Any
 
 import msgpack
-import numpy as np
 
+from specrl_sglang.plain_json import dumps, plain
 from specrl_sglang.server.errors import ApiError
 
 MSGPACK = "application/msgpack"
@@ -52,26 +51,10 @@ def response_type(accept: str | None, request_type: str | None) -> str:
     return request_type or JSON
 
 
-def clean(value: Any) -> Any:
-    """Plain-Python copy of `value`: numpy -> Python, non-finite floats -> None, tuples -> lists."""
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return clean(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def encode(obj: Any, media_type: str) -> bytes:
-    obj = clean(obj)
     if media_type == MSGPACK:
-        return msgpack.packb(obj, use_bin_type=True)
-    return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
+        return msgpack.packb(plain(obj), use_bin_type=True)
+    return dumps(obj, compact=True).encode()
 
 
 def decode(body: bytes, media_type: str | None) -> Any:

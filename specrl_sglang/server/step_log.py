@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from specrl_sglang.server.codec import clean
+from specrl_sglang.plain_json import dumps, plain
 
 
 def resume_report(path: str | Path | None) -> int:
@@ -49,12 +49,12 @@ class StepLog:
         self.num_rows = 0
 
     def append(self, row: dict[str, Any]) -> None:
-        row = clean(row)
+        row = plain(row)
         self._history.append(row)
         self.num_rows += 1
         if self.report_path is not None:
             with open(self.report_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row, allow_nan=False) + "\n")
+                f.write(dumps(row) + "\n")
 
     def since(self, step: int) -> list[dict[str, Any]]:
         """Rows with `step >= step`, in completion order (at most `history_len` kept)."""

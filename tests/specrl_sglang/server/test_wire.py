@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from specrl_sglang.server.client import _request_body, encode_tensor
-from specrl_sglang.server.codec import JSON, MSGPACK, clean, decode, encode, media_type_of, response_type
+from specrl_sglang.plain_json import plain
+from specrl_sglang.server.codec import JSON, MSGPACK, decode, encode, media_type_of, response_type
 from specrl_sglang.server.errors import ApiError
 from specrl_sglang.server.metrics import ServiceMetrics
 from specrl_sglang.server.schema import ServerLimits, parse_rollout, parse_tensors
@@ -34,7 +35,7 @@ def test_codec_round_trips_and_negotiates():
     with pytest.raises(ApiError) as err:
         decode(b"\xc1", MSGPACK)
     assert err.value.status == 400
-    assert clean((1, [math.inf])) == [1, [None]]
+    assert plain((1, [math.inf])) == [1, [None]]
 
 
 def test_parse_rollout_accepts_lists_and_int32_bytes():
