@@ -82,7 +82,7 @@ class ReversalTask:
 
     name = "reversal"
     vocab_size = 320
-    defaults: dict[str, Any] = {"max_response_len": 24, "num_prompts": 64, "prompts_per_step": 16, "epochs": 6, "lr": 5e-4}
+    defaults: dict[str, Any] = {"model_size": "tiny", "max_response_len": 24, "num_prompts": 64, "prompts_per_step": 16, "epochs": 6, "lr": 5e-4}
     warmup_defaults: dict[str, Any] = {"steps": 400, "lr": 1e-3}
 
     def problems(self, num_prompts: int, seed: int) -> list[Problem]:

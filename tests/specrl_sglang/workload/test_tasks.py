@@ -56,7 +56,8 @@ def test_every_task_answers_its_own_target_with_full_reward():
 def test_workload_defaults_come_from_the_task_and_bad_values_are_named():
     assert WorkloadConfig().task == "carry-add" and WorkloadConfig().max_response_len == 512
     rev = WorkloadConfig.for_task("reversal", seed=3)
-    assert (rev.max_response_len, rev.num_prompts, rev.seed, rev.warmup.steps) == (24, 64, 3, 400)
+    assert (rev.max_response_len, rev.num_prompts, rev.seed, rev.warmup.steps, rev.model_size) == (24, 64, 3, 400, "tiny")
+    assert WorkloadConfig.for_task("carry-add").model_size == "small"
     for bad, match in [({"task": "x"}, "task"), ({"model_size": "huge"}, "model_size"), ({"epochs": 0}, "epochs"),
                        ({"samples_per_prompt": 1}, "samples_per_prompt"), ({"lr": float("nan")}, "lr"), ({"seed": -1}, "seed"),
                        ({"lenience": 0.5}, "lenience")]:
