@@ -29,14 +29,18 @@ def epoch_summary(rows: list[dict[str, Any]], epoch: int) -> dict[str, Any]:
 
 
 def reward_change(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Last epoch's mean step reward minus the first epoch's, with the standard error from the
-    step-to-step spread (steps treated as independent draws within an epoch)."""
+    """Last epoch's mean reward minus the first epoch's, paired by prompt: every prompt is rolled
+    out once per epoch, so the gain is the mean over prompts of (last-epoch reward - first-epoch
+    reward), and its standard error is their spread / sqrt(num prompts). (Step rewards differ
+    mostly by which prompts a step drew, so a step-to-step spread would overstate the noise.)"""
     first_epoch, last_epoch = rows[0]["epoch"], rows[-1]["epoch"]
-    first = np.array([r["reward"] for r in rows if r["epoch"] == first_epoch])
-    last = np.array([r["reward"] for r in rows if r["epoch"] == last_epoch])
-    var = sum(x.var(ddof=1) / len(x) if len(x) > 1 else math.nan for x in (first, last))
-    return {"initial": float(first.mean()), "final": float(last.mean()), "gain": float(last.mean() - first.mean()),
-            "gain_se": float(math.sqrt(var))}
+    first = {k: v for r in rows if r["epoch"] == first_epoch for k, v in r["prompt_rewards"].items()}
+    last = {k: v for r in rows if r["epoch"] == last_epoch for k, v in r["prompt_rewards"].items()}
+    common = sorted(first.keys() & last.keys())
+    diffs = np.array([last[k] - first[k] for k in common])
+    se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 and first_epoch != last_epoch else math.nan
+    return {"initial": float(np.mean(list(first.values()))), "final": float(np.mean(list(last.values()))),
+            "gain": float(diffs.mean()) if len(diffs) else math.nan, "gain_se": se, "num_prompts_paired": len(common)}
 
 
 def build_report(config: dict[str, Any], arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:

@@ -84,7 +84,8 @@ def run_arm(workload: Workload, runtime: RolloutRuntime, mode: str, lenience: fl
     """Train a fresh warm policy for `config.epochs` epochs with rollouts in `mode`; one row per step.
 
     Resets the runtime's store, config (mode, lenience, seed) and step counter first, and pushes
-    the warm weights, so consecutive arms on one runtime start alike (cold KV, no drafts)."""
+    the warm weights, so consecutive arms on one runtime start alike (cold KV, no drafts).
+    A row's `prompt_rewards` maps each of the step's prompt ids to its samples' mean reward."""
     config = workload.config
     policy = workload.new_policy()
     runtime.update_weights(policy.named_weights())
@@ -104,7 +105,9 @@ def run_arm(workload: Workload, runtime: RolloutRuntime, mode: str, lenience: fl
             sync_s = time.perf_counter() - t
             stats = result.stats.to_dict()
             stats.pop("histogram_edges")
+            n = config.samples_per_prompt
             row = {"mode": mode, "epoch": epoch, "step": len(rows), "reward": float(rewards.mean()),
+                   "prompt_rewards": {r.prompt_id: float(rewards[i * n:(i + 1) * n].mean()) for i, r in enumerate(batch.requests)},
                    "rollout_s": result.stats.total_s, "train_s": train_s, "sync_s": sync_s,
                    "accepted_lens": [s.accepted_len for s in result.samples if s.draft_len],
                    **stats, **losses}

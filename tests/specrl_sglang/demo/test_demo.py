@@ -56,6 +56,9 @@ def test_demo_runs_every_arm_and_writes_report_and_plot(tmp_path):
         assert [s["mode"] for s in data["steps"]] == [arm] * 2
         for step in data["steps"]:
             assert math.isfinite(step["loss"]) and 0.0 <= step["reward"] <= 1.0
+            assert len(step["prompt_rewards"]) == config.workload.prompts_per_step
+            assert math.isclose(np.mean(list(step["prompt_rewards"].values())), step["reward"], rel_tol=1e-6)
+        assert data["reward"]["num_prompts_paired"] == config.workload.num_prompts
     s = report["summary"]["spec-rl"]
     assert s["tokens_decoded_ratio"] < 1 and s["rollout_speedup"] > 0
     rows = from_report(tmp_path / "out" / "report.json").rows  # `specrl-sglang stats --report` reads it
