@@ -60,7 +60,8 @@ def _run_cli(args: argparse.Namespace) -> int:
         result = run_quality_bench(config, args.seeds, sweep, not args.no_exact, Path(args.out), log)
         for arm, a in result["arms"].items():
             print(f"{arm:>16}: final reward {a['final_reward_mean']:.3f} +- {a['final_reward_se']:.3f} "
-                  f"(initial {a['initial_reward_mean']:.3f}); rollout {a['rollout_s_mean']:.1f} s")
+                  f"(initial {a['initial_reward_mean']:.3f}, gain {a['learning_gain_mean']:+.3f} +- {a['learning_gain_se']:.3f}); "
+                  f"rollout {a['rollout_s_mean']:.1f} s")
         for line in result["verdicts"]:
             print(line)
     return 0
@@ -130,6 +131,7 @@ def summarize(config, arms, curves, rollout_s, out: Path, evals: dict[str, list[
             "final_rollout_reward_mean": float(np.mean(rollout_finals[name])),
             "initial_reward_mean": init_mean, "initial_reward_se": init_se,
             "learning_gain_mean": mean - init_mean,
+            "learning_gain_se": _mean_se((np.asarray(finals[name]) - np.asarray(initials[name])).tolist())[1],  # paired by seed
             "curve_mean": curve.mean(axis=0).tolist(),
             "curve_se": (curve.std(axis=0, ddof=1) / math.sqrt(curve.shape[0])).tolist(),
             "rollout_s_mean": float(np.mean(rollout_s[name])),

@@ -60,3 +60,5 @@ def test_final_reward_is_the_evaluated_policy_when_given(tmp_path):
     spec = result["arms"]["spec_rl@1.649"]
     assert spec["final_reward_mean"] == pytest.approx(0.505) and spec["final_rollout_reward_mean"] == pytest.approx(0.9)
     assert spec["learning_gain_mean"] == pytest.approx(0.105) and result["within_2se"]
+    # paired by seed: gains 0.10 and 0.11 -> SE = std([0.10, 0.11], ddof=1) / sqrt(2) = 0.005
+    assert spec["learning_gain_se"] == pytest.approx(0.005)
