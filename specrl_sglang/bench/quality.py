@@ -129,7 +129,7 @@ def summarize(config, arms, curves, rollout_s, out: Path, evals: dict[str, list[
             "final_reward_mean": mean, "final_reward_se": se, "final_rewards": finals[name],
             "final_reward_source": "fresh samples of the final policy" if evals is not None else "last epoch's rollouts",
             "final_rollout_reward_mean": float(np.mean(rollout_finals[name])),
-            "initial_reward_mean": init_mean, "initial_reward_se": init_se,
+            "initial_reward_mean": init_mean, "initial_reward_se": init_se, "initial_rewards": initials[name],
             "learning_gain_mean": mean - init_mean,
             "learning_gain_se": _mean_se((np.asarray(finals[name]) - np.asarray(initials[name])).tolist())[1],  # paired by seed
             "curve_mean": curve.mean(axis=0).tolist(),

@@ -62,3 +62,4 @@ def test_final_reward_is_the_evaluated_policy_when_given(tmp_path):
     assert spec["learning_gain_mean"] == pytest.approx(0.105) and result["within_2se"]
     # paired by seed: gains 0.10 and 0.11 -> SE = std([0.10, 0.11], ddof=1) / sqrt(2) = 0.005
     assert spec["learning_gain_se"] == pytest.approx(0.005)
+    assert spec["initial_rewards"] == [0.4, 0.4]
