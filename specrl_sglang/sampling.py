@@ -40,6 +40,21 @@ class SamplingConfig:
         if any((not isinstance(t, int)) or t < 0 for t in self.stop_token_ids):
             raise ValueError(f"stop_token_ids must be non-negative ints, got {self.stop_token_ids!r}")
 
+    def reshaping_settings(self, allow_greedy: bool = False) -> list[str]:
+        """The settings that make the sampler differ from plain sampling of softmax(logits)
+        (temperature 1, top_p 1, top_k -1, min_p 0), as "name=value"; `allow_greedy` lets
+        temperature 0 pass. Empty when raw log-probs are the sampler's own."""
+        off = []
+        if self.temperature != 1.0 and not (allow_greedy and self.temperature == 0.0):
+            off.append(f"temperature={self.temperature}")
+        if self.top_p != 1.0:
+            off.append(f"top_p={self.top_p}")
+        if self.top_k != -1:
+            off.append(f"top_k={self.top_k}")
+        if self.min_p != 0.0:
+            off.append(f"min_p={self.min_p}")
+        return off
+
     def to_sglang(self, max_new_tokens: int) -> dict[str, Any]:
         """The `sampling_params` dict of one SGLang request."""
         params: dict[str, Any] = {

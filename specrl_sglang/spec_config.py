@@ -38,15 +38,7 @@ def check_mode_sampling(mode: str, sampling: SamplingConfig) -> None:
     """ValueError unless `sampling` is one the mode is defined for (exact: the plain sampler)."""
     if mode != "exact":
         return
-    off = []
-    if sampling.temperature != 1.0:
-        off.append(f"temperature={sampling.temperature}")
-    if sampling.top_p != 1.0:
-        off.append(f"top_p={sampling.top_p}")
-    if sampling.top_k != -1:
-        off.append(f"top_k={sampling.top_k}")
-    if sampling.min_p != 0.0:
-        off.append(f"min_p={sampling.min_p}")
+    off = sampling.reshaping_settings()
     if off:
         raise ValueError(
             f"mode 'exact' is lossless only for temperature 1, top_p 1, top_k -1, min_p 0; got {', '.join(off)} "

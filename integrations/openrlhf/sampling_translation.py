@@ -111,15 +111,7 @@ def translate_sampling(params: Any, *, logprobs_mode: str | None = None) -> Roll
 
 def check_processed_logprobs(sampling: SamplingConfig) -> None:
     """Raise unless raw log-probs equal vLLM's processed (temperature/top-k/top-p) log-probs."""
-    problems = []
-    if sampling.temperature not in (0.0, 1.0):
-        problems.append(f"temperature={sampling.temperature}")
-    if sampling.top_p != 1.0:
-        problems.append(f"top_p={sampling.top_p}")
-    if sampling.top_k != -1:
-        problems.append(f"top_k={sampling.top_k}")
-    if sampling.min_p != 0.0:
-        problems.append(f"min_p={sampling.min_p}")
+    problems = sampling.reshaping_settings(allow_greedy=True)
     if problems:
         raise UnsupportedSamplingError(
             "OpenRLHF's importance-sampling correction (--algo.advantage.is_correction_level) wants "

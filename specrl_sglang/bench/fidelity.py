@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from specrl_sglang.mean_se import mean_se
 from specrl_sglang.plain_json import dumps
 from specrl_sglang.stdout_guard import stdout_to_stderr
 from specrl_sglang.workload.cli_args import add_workload_args, workload_from_args
@@ -171,8 +172,8 @@ def run_fidelity_bench(config, num_prompts: int = 8, num_samples: int = 256, pol
         table[name] = {
             "tv": float(np.mean([tv_distance(a, b) for a, b in zip(per_prompt(result, full), fresh_full)])),
             "tv_answer": float(np.mean([tv_distance(a, b) for a, b in zip(ans, fresh_ans)])),
-            "logp_mean": float(logp.mean()), "logp_se": float(logp.std(ddof=1) / math.sqrt(len(logp))),
-            "reward_mean": float(rewards.mean()), "reward_se": float(rewards.std(ddof=1) / math.sqrt(len(rewards))),
+            "logp_mean": mean_se(logp).mean, "logp_se": mean_se(logp).se,
+            "reward_mean": mean_se(rewards).mean, "reward_se": mean_se(rewards).se,
             "mean_accepted_len": result.stats.mean_accepted_len, "full_reuse_ratio": result.stats.full_reuse_ratio,
             "speedup": vanilla_s / result.stats.total_s if result.stats.total_s else math.nan,
             "p_answer": homogeneity(list(zip(ans, fresh_ans))),

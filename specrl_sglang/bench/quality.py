@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from specrl_sglang.mean_se import mean_se
 from specrl_sglang.plain_json import dumps
 from specrl_sglang.spec_config import DEFAULT_LENIENCE
 from specrl_sglang.stdout_guard import stdout_to_stderr
@@ -103,11 +104,6 @@ def run_quality_bench(config, num_seeds: int, sweep: list[float], exact: bool, o
     return summarize(config, arms, curves, rollout_s, out, evals, warm)
 
 
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    return float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else math.nan
-
-
 def summarize(config, arms, curves, rollout_s, out: Path, evals: dict[str, list[float]] | None = None,
               warm: list[float] | None = None) -> dict[str, Any]:
     """`evals` (arm -> per-seed reward of fresh samples of the final policy) and `warm` (per seed,
@@ -121,8 +117,8 @@ def summarize(config, arms, curves, rollout_s, out: Path, evals: dict[str, list[
     result: dict[str, Any] = {"num_seeds": len(finals["vanilla"]), "arms": {}, "comparisons": {}, "verdicts": []}
     van_s = float(np.mean(rollout_s["vanilla"]))
     for name, mode, lenience in arms:
-        mean, se = _mean_se(finals[name])
-        init_mean, init_se = _mean_se(initials[name])
+        mean, se = mean_se(finals[name])
+        init_mean, init_se = mean_se(initials[name])
         curve = np.asarray(curves[name], dtype=np.float64)
         result["arms"][name] = {
             "mode": mode, "lenience": lenience if mode == "spec-rl" else None,
@@ -131,16 +127,16 @@ def summarize(config, arms, curves, rollout_s, out: Path, evals: dict[str, list[
             "final_rollout_reward_mean": float(np.mean(rollout_finals[name])),
             "initial_reward_mean": init_mean, "initial_reward_se": init_se, "initial_rewards": initials[name],
             "learning_gain_mean": mean - init_mean,
-            "learning_gain_se": _mean_se((np.asarray(finals[name]) - np.asarray(initials[name])).tolist())[1],  # paired by seed
+            "learning_gain_se": mean_se(np.asarray(finals[name]) - np.asarray(initials[name])).se,  # paired by seed
             "curve_mean": curve.mean(axis=0).tolist(),
-            "curve_se": (curve.std(axis=0, ddof=1) / math.sqrt(curve.shape[0])).tolist(),
+            "curve_se": [mean_se(column).se for column in curve.T],
             "rollout_s_mean": float(np.mean(rollout_s[name])),
             "rollout_speedup": van_s / float(np.mean(rollout_s[name])),
         }
         if name == "vanilla":
             continue
         d = np.asarray(finals[name]) - np.asarray(finals["vanilla"])
-        d_mean, d_se = _mean_se(d.tolist())
+        d_mean, d_se = mean_se(d)
         within = abs(d_mean) <= 2 * d_se
         verdict = "within 2 SE of vanilla" if within else ("worse than vanilla by > 2 SE" if d_mean < 0 else "better than vanilla by > 2 SE")
         result["comparisons"][name] = {"minus_vanilla": d_mean, "se": d_se, "within_2se": bool(within), "verdict": verdict}

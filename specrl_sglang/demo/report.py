@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from specrl_sglang.mean_se import mean_se
 from specrl_sglang.plain_json import dumps, plain
 
 COLORS = {"vanilla": "tab:blue", "spec-rl": "tab:orange", "exact": "tab:green"}
@@ -37,10 +38,10 @@ def reward_change(rows: list[dict[str, Any]]) -> dict[str, float]:
     first = {k: v for r in rows if r["epoch"] == first_epoch for k, v in r["prompt_rewards"].items()}
     last = {k: v for r in rows if r["epoch"] == last_epoch for k, v in r["prompt_rewards"].items()}
     common = sorted(first.keys() & last.keys())
-    diffs = np.array([last[k] - first[k] for k in common])
-    se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 and first_epoch != last_epoch else math.nan
+    gain = mean_se([last[k] - first[k] for k in common])
     return {"initial": float(np.mean(list(first.values()))), "final": float(np.mean(list(last.values()))),
-            "gain": float(diffs.mean()) if len(diffs) else math.nan, "gain_se": se, "num_prompts_paired": len(common)}
+            "gain": gain.mean, "gain_se": gain.se if first_epoch != last_epoch else math.nan,
+            "num_prompts_paired": len(common)}
 
 
 def build_report(config: dict[str, Any], arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from specrl_sglang.runtime import RolloutRuntime
 from specrl_sglang.sampling import SamplingConfig
 from specrl_sglang.spec_config import SpecConfig
 from specrl_sglang.workload.config import WorkloadConfig
-from specrl_sglang.workload.grpo import group_advantages, grpo_step
+from specrl_sglang.workload.grpo import group_advantages, grpo_step, prompt_groups
 from specrl_sglang.workload.tasks import get_task
 from specrl_sglang.workload.warmup import warm_checkpoint
 
@@ -105,9 +105,9 @@ def run_arm(workload: Workload, runtime: RolloutRuntime, mode: str, lenience: fl
             sync_s = time.perf_counter() - t
             stats = result.stats.to_dict()
             stats.pop("histogram_edges")
-            n = config.samples_per_prompt
+            per_prompt = prompt_groups(rewards, config.samples_per_prompt).mean(axis=1)
             row = {"mode": mode, "epoch": epoch, "step": len(rows), "reward": float(rewards.mean()),
-                   "prompt_rewards": {r.prompt_id: float(rewards[i * n:(i + 1) * n].mean()) for i, r in enumerate(batch.requests)},
+                   "prompt_rewards": {r.prompt_id: float(m) for r, m in zip(batch.requests, per_prompt, strict=True)},
                    "rollout_s": result.stats.total_s, "train_s": train_s, "sync_s": sync_s,
                    "accepted_lens": [s.accepted_len for s in result.samples if s.draft_len],
                    **stats, **losses}

@@ -13,8 +13,6 @@ import asyncio
 import json
 import math
 import shutil
-import socket
-import threading
 import urllib.request
 
 import numpy as np
@@ -27,7 +25,6 @@ from transformers import AutoTokenizer  # noqa: E402
 from integrations.openrlhf.actor_runtime import check_servers  # noqa: E402
 from integrations.openrlhf.engine_actor import SpecRolloutActor  # noqa: E402
 from integrations.openrlhf.spec_args import SpecArgError, SpecSettings  # noqa: E402
-from integrations.openrlhf.weight_sync import GlooBroadcastGroup  # noqa: E402
 from specrl_sglang.engine_config import EngineConfig  # noqa: E402
 from specrl_sglang.sglang_workers import free_port, start_workers  # noqa: E402
 from specrl_sglang.worker_routing import WorkerRouter  # noqa: E402
@@ -106,32 +103,6 @@ def worker_generate(url, ids):
         return json.loads(resp.read())["meta_info"]
 
 
-class Trainer:
-    """OpenRLHF's broadcast_to_vllm (rank 0 of a 2-rank gloo group) from a thread."""
-
-    def __init__(self, loop, actor):
-        with socket.socket() as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
-        box = {}
-        t = threading.Thread(target=lambda: box.setdefault("g", GlooBroadcastGroup("127.0.0.1", port, 0, 2)))
-        t.start()
-        loop.run_until_complete(actor.init_process_group("127.0.0.1", port, 1, 2, "openrlhf", "gloo", False))
-        t.join()
-        self.group, self.actor, self.loop = box["g"], actor, loop
-
-    def sync(self, weights):
-        async def go():
-            for i, (name, p) in enumerate(weights):
-                last = i == len(weights) - 1
-                task = asyncio.ensure_future(self.actor.update_weight(name, p.dtype, p.shape, empty_cache=last))
-                await asyncio.sleep(0)
-                await asyncio.to_thread(self.group.broadcast, p.clone(), 0, None)
-                await task
-
-        self.loop.run_until_complete(go())
-
-
 def test_the_launcher_check_connects_to_every_server_or_names_the_bad_one(workers, tiny_model_path):
     assert check_servers(SpecSettings(sglang_urls=tuple(workers.urls)), tiny_model_path).startswith(
         f"SGLang HTTP workers {', '.join(workers.urls)}")
@@ -146,7 +117,7 @@ def test_servers_launched_with_the_initial_checkpoint_are_used_as_they_are(actor
 
 
 def test_rollouts_spread_over_the_servers_and_weight_syncs_reach_every_one(loop, actor, workers, tokenizer,
-                                                                            base_weights, hf_reference):
+                                                                            base_weights, hf_reference, gloo_trainer):
     engine = actor.runtime.engine
     before = dict(engine.num_requests)
     first = one_pass(loop, actor, tokenizer)
@@ -161,7 +132,7 @@ def test_rollouts_spread_over_the_servers_and_weight_syncs_reach_every_one(loop,
         worker_generate(url, probe)
         assert worker_generate(url, probe)["cached_tokens"] > 0
     new = hf_reference.perturbed(base_weights, 0.2, seed=5)
-    Trainer(loop, actor).sync(new)  # OpenRLHF's per-parameter broadcast, staged for the servers
+    gloo_trainer(loop, actor).sync(new)  # OpenRLHF's per-parameter broadcast, staged for the servers
     version = actor.runtime.policy_version
     assert version == 1 and not actor.runtime.poisoned and actor.weights.num_rounds == 1
     for url in workers.urls:

@@ -11,8 +11,6 @@ store reaching a peer shard through Ray.
 
 import asyncio
 import math
-import socket
-import threading
 import time
 
 import numpy as np
@@ -31,7 +29,6 @@ from integrations.openrlhf.sampling_translation import UnsupportedSamplingError 
 from integrations.openrlhf.sharded_store import ShardedDraftStore, owner_of  # noqa: E402
 from integrations.openrlhf.spec_args import SpecSettings  # noqa: E402
 from integrations.openrlhf.step_log import METRIC_NAMES  # noqa: E402
-from integrations.openrlhf.weight_sync import GlooBroadcastGroup  # noqa: E402
 from radix_cache.responses import Response  # noqa: E402
 from radix_cache.trajectory_store import TrajectoryStore  # noqa: E402
 from specrl_sglang.engine_config import EngineConfig  # noqa: E402
@@ -262,38 +259,16 @@ def test_multi_turn_executor_runs_on_the_engine(loop, actor, tokenizer, fresh):
             assert s["reward"] == 2.0
 
 
-class Trainer:
-    """OpenRLHF's broadcast_to_vllm from a thread: update_weight on the engine, then broadcast."""
-
-    def __init__(self, loop, actor):
-        with socket.socket() as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
-        box = {}
-        t = threading.Thread(target=lambda: box.setdefault("g", GlooBroadcastGroup("127.0.0.1", port, 0, 2)))
-        t.start()
-        loop.run_until_complete(actor.init_process_group("127.0.0.1", port, 1, 2, "openrlhf", "gloo", False))
-        t.join()
-        self.group, self.actor = box["g"], actor
-
-    async def sync(self, weights):
-        for i, (name, p) in enumerate(weights):
-            task = asyncio.ensure_future(self.actor.update_weight(name, p.dtype, p.shape, empty_cache=i == len(weights) - 1))
-            await asyncio.sleep(0)
-            await asyncio.to_thread(self.group.broadcast, p.clone(), 0, None)
-            await task
-
-
 @pytest.fixture(scope="module")
-def trainer(loop, actor):
-    return Trainer(loop, actor)
+def trainer(loop, actor, gloo_trainer):
+    return gloo_trainer(loop, actor)
 
 
 def test_weight_sync_streams_into_the_runtime(loop, actor, trainer, fresh, hf_reference):
     new = hf_reference.perturbed(fresh, 0.05, seed=3)
     prompt, draft = np.array([5, 9, 13, 17], np.int32), np.array([21, 25, 29], np.int32)
     version = actor.runtime.policy_version
-    loop.run_until_complete(trainer.sync(new))
+    trainer.sync(new)
     assert actor.runtime.policy_version == version + 1 and not actor.runtime.poisoned
     after = actor.runtime.run(actor.runtime.engine.verify("k", prompt, draft)).logprobs
     np.testing.assert_allclose(after, hf_reference(new).logprobs(prompt, draft), atol=2e-4)
@@ -305,12 +280,12 @@ def test_an_incomplete_weight_round_poisons_the_engine_until_a_complete_one(loop
     (name, p), *rest = fresh
     loop.run_until_complete(actor.pause_generation())
     with pytest.raises(Exception, match="bogus"):  # the trainer broadcast it; the runtime refused the name
-        loop.run_until_complete(trainer.sync([("bogus." + name, p)] + rest[:1]))
+        trainer.sync([("bogus." + name, p)] + rest[:1])
     assert loop.run_until_complete(actor.resume_generation()) is True  # the failed load closed the round itself
     assert actor.runtime.poisoned and actor.weights.num_aborted_rounds >= 1
     with pytest.raises(EngineError, match="weight update"):
         loop.run_until_complete(actor.generate([5, 9, 13], openrlhf_params()))
-    loop.run_until_complete(trainer.sync(fresh))  # a complete round heals it
+    trainer.sync(fresh)  # a complete round heals it
     assert not actor.runtime.poisoned
     assert len(loop.run_until_complete(actor.generate([5, 9, 13], openrlhf_params())).outputs[0].token_ids) >= 1
 
@@ -327,7 +302,7 @@ def test_partial_rollout_interrupts_and_resumes_under_the_new_policy(loop, actor
         await asyncio.sleep(0.5)  # decoding 300 tokens takes seconds here
         await actor.pause_generation()  # OpenRLHF's partial-rollout weight sync: pause, broadcast, resume
         assert actor.runtime.health()["parked_steps"] == 2
-        await trainer.sync(new)
+        await trainer.broadcast(new)
         await actor.resume_generation()
         return await rollout
 

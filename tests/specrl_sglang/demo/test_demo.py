@@ -9,20 +9,12 @@ import pytest
 from specrl_sglang.cli import main
 from specrl_sglang.demo.config import DemoConfig
 from specrl_sglang.workload.config import WorkloadConfig
-from specrl_sglang.workload.grpo import group_advantages
 
 
 def small_workload(tmp_path, **overrides):
     base = dict(cache_dir=str(tmp_path / "cache"), epochs=2, num_prompts=4, prompts_per_step=4, samples_per_prompt=2,
                 max_response_len=12, warmup={"steps": 3})
     return WorkloadConfig.for_task("reversal", **{**base, **overrides})
-
-
-def test_group_advantages_are_normalised_per_group():
-    adv = group_advantages(np.array([1.0, 0.0, 0.5, 0.5], dtype=np.float32), 2)
-    np.testing.assert_allclose(adv, [1.0, -1.0, 0.0, 0.0], atol=1e-4)
-    with pytest.raises(ValueError, match="groups"):
-        group_advantages(np.zeros(3, dtype=np.float32), 2)
 
 
 def test_bad_demo_settings_get_clear_errors(capsys):
