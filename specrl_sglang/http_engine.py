@@ -83,10 +83,13 @@ def checked_url(url: str) -> str:
 
 def checked_urls(urls: Sequence[str] | str, router_url: str | None = None) -> tuple[list[str], str | None]:
     """(the workers' URLs, the router's) checked as `HttpEngine` takes them: at least one worker,
-    each URL well-formed, the workers distinct; ValueError naming the bad one."""
+    each URL well-formed, the workers distinct, the router none of them; ValueError naming the bad one."""
     workers = [checked_url(u) for u in ([urls] if isinstance(urls, str) else urls)]
     WorkerRouter(workers)  # at least one, distinct
-    return workers, checked_url(router_url) if router_url is not None else None
+    router = checked_url(router_url) if router_url is not None else None
+    if router is not None and router in workers:
+        raise ValueError(f"the router URL {router} is one of the workers' (the router is a separate process in front of them)")
+    return workers, router
 
 
 class HttpEngine:

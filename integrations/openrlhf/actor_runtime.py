@@ -7,7 +7,9 @@ server by prompt identity, updates and flushes sent to all of them (docs/sglang_
 OpenRLHF's weight sync is unchanged for the trainer: it broadcasts each parameter to the actor
 (weight_sync), which loads it into the runtime's open update; HttpEngine stages the tensors as
 safetensors files (`--spec.sglang_staging_dir`, a directory the servers read) and every server
-loads them with /update_weights_from_disk when the round ends, then flushes its KV.
+loads them with /update_weights_from_disk when the round ends, then flushes its KV. With
+`--spec.sglang_router` generate requests go through that sglang-router (manual policy, the
+prompt's routing key in each request); updates and flushes still go to every server.
 
 - `check_servers(settings, pretrain)`: the launcher connects once before Ray starts, with
   HttpEngine's own connect-time checks (every server answers, all serve one model at one weight
@@ -37,7 +39,8 @@ def check_servers(settings: SpecSettings, pretrain: str) -> str:
     from specrl_sglang.http_engine import HttpEngine
 
     async def probe() -> str:
-        engine = await HttpEngine.connect(list(settings.sglang_urls), pretrain, staging_dir=settings.sglang_staging_dir)
+        engine = await HttpEngine.connect(list(settings.sglang_urls), pretrain, router_url=settings.sglang_router,
+                                          staging_dir=settings.sglang_staging_dir)
         await engine.http.aclose()
         return engine.description
 
@@ -57,8 +60,8 @@ def build_runtime(settings: SpecSettings, model_path: str, engine_config: Any, s
         return RolloutRuntime(lambda: InProcessEngine(engine_config), store, spec)
     from specrl_sglang.http_engine import HttpEngine
 
-    urls, staging = list(settings.sglang_urls), settings.sglang_staging_dir
-    runtime = RolloutRuntime(lambda: HttpEngine(urls, model_path, staging_dir=staging), store, spec)
+    urls, router, staging = list(settings.sglang_urls), settings.sglang_router, settings.sglang_staging_dir
+    runtime = RolloutRuntime(lambda: HttpEngine(urls, model_path, router_url=router, staging_dir=staging), store, spec)
     try:
         engine = runtime.engine
         launched = Path(engine.facts[0].model_path).resolve()

@@ -51,6 +51,7 @@ class SpecSettings:
     dynamic_filtering_range: tuple[float, float] | None = None
     sglang_urls: tuple[str, ...] = ()  # external SGLang servers (none: Ray-spawned engines)
     sglang_staging_dir: str | None = None  # where weights are staged for the servers (a filesystem they read)
+    sglang_router: str | None = None  # an sglang-router (--policy manual) in front of the servers
 
     def __post_init__(self) -> None:
         self.spec_config(0)  # mode, lenience and seed are validated by their owner
@@ -61,8 +62,15 @@ class SpecSettings:
                 checked_urls(self.sglang_urls)
             except ValueError as exc:
                 raise ValueError(f"--spec.sglang_urls: {exc}") from None
-        elif self.sglang_staging_dir is not None:
-            raise ValueError("--spec.sglang_staging_dir only applies with --spec.sglang_urls")
+            if self.sglang_router is not None:
+                try:
+                    checked_urls(self.sglang_urls, self.sglang_router)
+                except ValueError as exc:
+                    raise ValueError(f"--spec.sglang_router: {exc}") from None
+        else:
+            for flag, value in (("sglang_staging_dir", self.sglang_staging_dir), ("sglang_router", self.sglang_router)):
+                if value is not None:
+                    raise ValueError(f"--spec.{flag} only applies with --spec.sglang_urls")
         if self.placement not in PLACEMENTS:
             raise ValueError(f"--spec.placement must be shared or local, got {self.placement!r}")
         if self.engine_profile not in PROFILES:
@@ -129,6 +137,10 @@ def spec_parser() -> argparse.ArgumentParser:
     g.add_argument("--spec.sglang_staging_dir", dest="sglang_staging_dir", default=None, metavar="DIR",
                    help="with --spec.sglang_urls: where the rollout actor stages synced weights for the servers; they "
                         "must read it (default: the system temp dir, i.e. servers on the actor's machine)")
+    g.add_argument("--spec.sglang_router", dest="sglang_router", default=None, metavar="URL",
+                   help="with --spec.sglang_urls: send rollout requests through this sglang-router, started with "
+                        "--policy manual over the same servers (each request carries its prompt's routing key, so a "
+                        "prompt's drafts and KV stay on one server); weight updates still go to every server directly")
     g.add_argument("--spec.ray_object_store_mb", dest="ray_object_store_mb", type=int, default=None,
                    help="object store size when the launcher starts Ray itself (ignored with RAY_ADDRESS)")
     return p
@@ -175,6 +187,7 @@ def split_argv(argv: Sequence[str]) -> LauncherArgs:
             stats_jsonl=ns.stats_jsonl,
             sglang_urls=tuple(urls),
             sglang_staging_dir=ns.sglang_staging_dir,
+            sglang_router=ns.sglang_router,
         )
     except ValueError as exc:
         raise SpecArgError(str(exc)) from None

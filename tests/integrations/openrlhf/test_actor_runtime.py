@@ -26,7 +26,7 @@ from integrations.openrlhf.actor_runtime import check_servers  # noqa: E402
 from integrations.openrlhf.engine_actor import SpecRolloutActor  # noqa: E402
 from integrations.openrlhf.spec_args import SpecArgError, SpecSettings  # noqa: E402
 from specrl_sglang.engine_config import EngineConfig  # noqa: E402
-from specrl_sglang.sglang_workers import free_port, start_workers  # noqa: E402
+from specrl_sglang.sglang_workers import free_port, start_router, start_workers  # noqa: E402
 from specrl_sglang.worker_routing import WorkerRouter  # noqa: E402
 
 MAX_NEW = 12
@@ -173,3 +173,24 @@ def test_an_actor_whose_checkpoint_the_servers_do_not_serve_loads_it_into_every_
             np.testing.assert_allclose(got, hf_reference(changed).logprobs(prompt, draft), atol=2e-4)
     finally:
         other.shutdown()
+
+
+def test_rollouts_through_an_sglang_router_carry_each_prompts_routing_key(
+        workers, reward, tiny_model_path, loop, tokenizer, tmp_path):
+    router = start_router(workers.urls, policy="manual", log_dir=tmp_path)
+    try:
+        settings = SpecSettings(sglang_urls=tuple(workers.urls), sglang_router=router.url)
+        assert check_servers(settings, tiny_model_path).startswith(
+            f"SGLang HTTP workers {', '.join(workers.urls)} via router {router.url}")
+        via = make_actor(tiny_model_path, workers, reward, lenience=math.inf, sglang_router=router.url)
+        try:
+            engine = via.runtime.engine
+            first = one_pass(loop, via, tokenizer, n=2)
+            second = one_pass(loop, via, tokenizer, n=2)  # drafts reused whole (l = inf, weights unchanged)
+            assert set(engine.num_requests) == {router.url}  # every generate request went through the router
+            for a, b in zip(first, second):
+                assert [s["observation_tokens"] for s in a] == [s["observation_tokens"] for s in b]
+        finally:
+            via.shutdown()
+    finally:
+        router.stop()

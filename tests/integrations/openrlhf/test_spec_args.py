@@ -59,6 +59,13 @@ def test_sglang_urls_comma_separated_or_repeated():
     assert "--spec.sglang_urls" in spec_parser().format_help()
 
 
+def test_sglang_router_flag():
+    args = split_argv(["--spec.sglang_urls", "http://h:30001,http://h:30002", "--spec.sglang_router", "http://r:30000"])
+    assert args.settings.sglang_router == "http://r:30000" and args.spec_flags == ["--spec.sglang_router", "--spec.sglang_urls"]
+    assert split_argv([]).settings.sglang_router is None
+    assert "--spec.sglang_router" in spec_parser().format_help()
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -68,7 +75,10 @@ def test_sglang_urls_comma_separated_or_repeated():
         (["--spec.sglang_urls", ","], "needs at least one URL"),
         (["--spec.sglang_urls", "http://h:1", "--spec.max_total_tokens", "512", "--spec.engine_profile", "cpu"],
          "--spec.engine_profile, --spec.max_total_tokens: engine settings do not apply with --spec.sglang_urls"),
-        (["--spec.sglang_staging_dir", "/tmp/x"], "only applies with --spec.sglang_urls"),
+        (["--spec.sglang_staging_dir", "/tmp/x"], "--spec.sglang_staging_dir only applies with --spec.sglang_urls"),
+        (["--spec.sglang_router", "http://r:1"], "--spec.sglang_router only applies with --spec.sglang_urls"),
+        (["--spec.sglang_urls", "http://h:1", "--spec.sglang_router", "r:2"], "--spec.sglang_router: .*must start with http://"),
+        (["--spec.sglang_urls", "http://h:1", "--spec.sglang_router", "http://h:1/"], "--spec.sglang_router: "),
     ],
 )
 def test_bad_sglang_server_flags_get_clear_errors(argv, message):

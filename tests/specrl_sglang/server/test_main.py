@@ -90,6 +90,8 @@ EXTERNAL = [
     ("sglang-url-twice", ["--sglang-url", "http://127.0.0.1:9", "--sglang-url", "http://127.0.0.1:9/"], "must be distinct"),
     ("router-without-urls", ["--sglang-router", "http://127.0.0.1:9"], "--sglang-router needs the workers' URLs"),
     ("router-without-scheme", ["--sglang-url", "http://127.0.0.1:9", "--sglang-router", "r:1"], "must start with http://"),
+    ("router-is-a-worker", ["--sglang-url", "http://127.0.0.1:9", "--sglang-router", "http://127.0.0.1:9/"],
+     "is one of the workers'"),
 ]
 
 
