@@ -169,11 +169,12 @@ def run_fidelity_bench(config, num_prompts: int = 8, num_samples: int = 256, pol
         logp = np.array([float(np.mean(s.logprobs)) for s in result.samples])
         rewards = workload.rewards(batch, result.samples)
         ans = per_prompt(result, answer)
+        logp_stat, reward_stat = mean_se(logp), mean_se(rewards)
         table[name] = {
             "tv": float(np.mean([tv_distance(a, b) for a, b in zip(per_prompt(result, full), fresh_full)])),
             "tv_answer": float(np.mean([tv_distance(a, b) for a, b in zip(ans, fresh_ans)])),
-            "logp_mean": mean_se(logp).mean, "logp_se": mean_se(logp).se,
-            "reward_mean": mean_se(rewards).mean, "reward_se": mean_se(rewards).se,
+            "logp_mean": logp_stat.mean, "logp_se": logp_stat.se,
+            "reward_mean": reward_stat.mean, "reward_se": reward_stat.se,
             "mean_accepted_len": result.stats.mean_accepted_len, "full_reuse_ratio": result.stats.full_reuse_ratio,
             "speedup": vanilla_s / result.stats.total_s if result.stats.total_s else math.nan,
             "p_answer": homogeneity(list(zip(ans, fresh_ans))),

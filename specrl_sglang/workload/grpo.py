@@ -32,7 +32,7 @@ def prompt_groups(rewards: np.ndarray, group_size: int) -> np.ndarray:
     contiguously, in request order. The one owner of that grouping (advantages, per-prompt means)."""
     rewards = np.asarray(rewards)
     if rewards.ndim != 1 or group_size < 1 or rewards.shape[0] % group_size:
-        raise ValueError(f"{rewards.shape[0] if rewards.ndim else 0} rewards do not split into groups of {group_size}")
+        raise ValueError(f"rewards of shape {rewards.shape} do not split into groups of {group_size}")
     return rewards.reshape(-1, group_size)
 
 
@@ -60,6 +60,7 @@ def grpo_step(
     if num_tokens == 0:
         raise ValueError("grpo_step needs at least one response token")
     order = np.argsort([len(p) + len(r) for p, r in zip(prompts, responses)], kind="stable")
+    advantages = np.asarray(advantages, dtype=np.float32)
     policy.optimizer.zero_grad()
     loss_sum = mismatch_sum = 0.0
     for start in range(0, len(order), config.micro_batch_size):
@@ -69,7 +70,7 @@ def grpo_step(
         for row, i in enumerate(idx):
             old[row, len(prompts[i]) : len(prompts[i]) + len(rollout_logprobs[i])] = torch.from_numpy(
                 np.asarray(rollout_logprobs[i], dtype=np.float32))
-        adv = torch.from_numpy(np.asarray(advantages, dtype=np.float32)[idx])[:, None]
+        adv = torch.from_numpy(advantages[idx])[:, None]
         ratio = torch.exp((lp - old) * mask)
         surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - config.clip_eps, 1 + config.clip_eps) * adv)
         loss = -(surrogate * mask).sum() / num_tokens
