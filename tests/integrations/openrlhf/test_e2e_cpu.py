@@ -17,6 +17,7 @@ Assertions read OpenRLHF's TensorBoard log, its console log, our per-step JSONL 
 """
 
 import json
+import re
 import math
 import os
 import shutil
@@ -175,7 +176,10 @@ def test_drafts_are_saved_with_every_deepspeed_checkpoint(sync_run):
         manifest = json.loads((ds / "_specrl_drafts" / tag / "manifest.json").read_text())
         assert manifest["num_shards"] == 2 and sum(s["num_prompts"] for s in manifest["shards"]) == 8
         assert all((ds / "_specrl_drafts" / tag / f"shard{i}-of-2.snap").is_file() for i in range(2))
-    assert log.count("[specrl] draft store saved to") > len(saved)  # OpenRLHF replaced a best checkpoint: pruned
+    # Every save is logged; a save whose checkpoint OpenRLHF later replaced (a new best) is pruned with it.
+    # Whether eval improves at step 4 varies between machines, so pruning itself is unit-tested.
+    logged = re.findall(r"\[specrl\] draft store saved to \S*/_specrl_drafts/(\S+)", log)
+    assert set(saved) <= set(logged) and all(t.startswith("best_") for t in set(logged) - set(saved))
 
 
 def test_a_resumed_run_reuses_drafts_exactly_as_the_uninterrupted_run(sync_run, resumed_run):
