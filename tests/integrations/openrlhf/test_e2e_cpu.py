@@ -170,16 +170,18 @@ def test_drafts_are_saved_with_every_deepspeed_checkpoint(sync_run):
     ds = out / "ckpt" / "ds"
     tags = sorted(p.name for p in (ds / "_actor").iterdir() if p.is_dir())
     assert "global_step2" in tags and "global_step4" in tags
+    assert [t for t in tags if t.startswith("best_")] in (["best_global_step2"], ["best_global_step4"])
     saved = sorted(p.name for p in (ds / "_specrl_drafts").iterdir())
     assert saved == tags  # one draft save per checkpoint (best ones included), none orphaned
     for tag in saved:
         manifest = json.loads((ds / "_specrl_drafts" / tag / "manifest.json").read_text())
         assert manifest["num_shards"] == 2 and sum(s["num_prompts"] for s in manifest["shards"]) == 8
         assert all((ds / "_specrl_drafts" / tag / f"shard{i}-of-2.snap").is_file() for i in range(2))
-    # Every save is logged; a save whose checkpoint OpenRLHF later replaced (a new best) is pruned with it.
-    # Whether eval improves at step 4 varies between machines, so pruning itself is unit-tested.
+    # Every save is logged. The first eval (step 2) is always a best; if step 4's eval beat it (this varies
+    # between machines), OpenRLHF replaced best_global_step2 and its draft save was pruned with it.
     logged = re.findall(r"\[specrl\] draft store saved to \S*/_specrl_drafts/(\S+)", log)
-    assert set(saved) <= set(logged) and all(t.startswith("best_") for t in set(logged) - set(saved))
+    assert "best_global_step2" in logged and set(saved) <= set(logged)
+    assert set(logged) - set(saved) == ({"best_global_step2"} if "best_global_step4" in saved else set())
 
 
 def test_a_resumed_run_reuses_drafts_exactly_as_the_uninterrupted_run(sync_run, resumed_run):
@@ -207,10 +209,12 @@ def test_async_partial_rollouts_resume_interrupted_groups_under_the_new_policy(a
     assert resumed, "no weight sync landed while a rollout was in flight"
     for s in resumed:  # interrupted, parked, then finished under the new weights (one version per group)
         assert s["policy_version"] >= 1 and s["parked_s"] > 0
-    # A sample interrupted mid-decode resumes from its partial response, re-verified as a draft (a
-    # sample still queued when the sync came has none): decoded work the rule accepts is kept.
-    kept = [s for s in resumed if s["mode"] == "spec-rl" and sum(s["accepted_lens"]) > 0]
-    assert kept and all(s["num_tokens_decoded_all_rounds"] > s["num_tokens_decoded"] for s in kept)
+    # A sample interrupted mid-decode resumes from its partial response, re-verified as a draft (a group
+    # still queued when the sync came decoded nothing in round 1 and keeps its old draft): decoded work
+    # the rule accepts is kept.
+    mid_decode = [s for s in resumed
+                  if s["mode"] == "spec-rl" and s["num_tokens_decoded_all_rounds"] > s["num_tokens_decoded"]]
+    assert any(sum(s["accepted_lens"]) > 0 for s in mid_decode), "no decoded work kept across a weight sync"
     assert "'interrupting': 4" in log  # every weight sync came through pause_generation
 
 
