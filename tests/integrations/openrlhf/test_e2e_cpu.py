@@ -10,8 +10,8 @@ child process of the test; every run joins it through RAY_ADDRESS. Three runs:
   (OpenRLHF compares our rollout log-probs with its trainer's);
 - "resumed": a copy of the sync run's checkpoint directory rewound to global_step2 (as if the run
   had died after that checkpoint), resumed with --ckpt.load_enable;
-- "async": --train.async_enable --train.partial_rollout_enable with long responses and at most 2
-  requests decoding at once (weight syncs land while rollouts are in flight) and DAPO dynamic filtering with a reward that is constant 1.0
+- "async": --train.async_enable --train.partial_rollout_enable with long responses and one
+  request decoding at a time (weight syncs land while rollouts are in flight) and DAPO dynamic filtering with a reward that is constant 1.0
   for the 2-letter prompts (their groups are always dropped).
 Assertions read OpenRLHF's TensorBoard log, its console log, our per-step JSONL and the draft saves.
 """
@@ -122,11 +122,12 @@ def async_run(cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("async")
     reward = out / "dapo_reward.py"
     reward.write_text(DAPO_REWARD.format(task_reward=str(out / "task" / "reward.py")))
-    # At most 2 requests decode at once: a batch's rollout then outlasts a training step of this tiny
-    # model, so OpenRLHF's weight syncs land while rollouts are in flight (what partial rollouts are for).
+    # One request decodes at a time: a batch's rollout then outlasts a training step of this tiny model,
+    # so OpenRLHF's weight syncs land while rollouts are in flight (what partial rollouts are for). With 2
+    # at a time, a loaded machine once finished every rollout between two syncs and nothing was resumed.
     log = train(out, cluster, "--train.async_enable", "--train.partial_rollout_enable", "--algo.dynamic_filtering_enable",
                 "--reward.remote_url", str(reward), "--rollout.max_new_tokens", "200", "--data.max_len", "256",
-                "--spec.engine_kwargs", '{"max_running_requests": 2}', num_prompts=10)
+                "--spec.engine_kwargs", '{"max_running_requests": 1}', num_prompts=10)
     return out, log
 
 
