@@ -17,6 +17,7 @@ them up until Ctrl-C (see docs/sglang_servers.md).
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -55,7 +56,34 @@ def worker_env(config: EngineConfig, return_original_logprob: bool = True) -> di
     return env
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+LISTEN_PORT_LOW = 20000  # lowest port free_port hands out
+
+
+def ephemeral_low() -> int:
+    """The kernel's lowest ephemeral port (32768 where it cannot be read)."""
+    try:
+        return int(Path(EPHEMERAL_RANGE_FILE).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(host: str = "127.0.0.1", attempts: int = 64) -> int:
+    """A port that a child process can bind later: free now, and below the ephemeral range.
+
+    A port from bind(0) is ephemeral, so between our check and the child's bind any outgoing
+    connection on the machine may take it as its source port (seen in CI: a worker failed with
+    "address already in use"). Ports below the range are never handed out that way; we pick one at
+    random (so concurrent callers rarely agree) and fall back to bind(0) if none is free."""
+    high = ephemeral_low() - 1
+    if high - LISTEN_PORT_LOW >= attempts:
+        for port in random.sample(range(LISTEN_PORT_LOW, high + 1), attempts):
+            with socket.socket() as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -23,6 +23,8 @@ import psutil
 import pytest
 import requests
 
+from specrl_sglang.sglang_workers import free_port
+
 REPO = Path(__file__).resolve().parents[3]
 TOKEN = "test-token-0123456789abcdef"
 
@@ -109,10 +111,6 @@ def decode_reply(r: requests.Response):
         return {"raw": r.text}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(model_path: str | None, workdir: Path, *extra: str, token: str | None = TOKEN,
