@@ -20,7 +20,6 @@ import argparse
 import multiprocessing as mp
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -180,9 +179,9 @@ class _Server:
 
     def __enter__(self) -> "_Server":
         model, tiny_dir, mode = self.args
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        from specrl_sglang.sglang_workers import free_port
+
+        port = free_port("127.0.0.1")
         self.url = f"http://127.0.0.1:{port}"
         which = ["--model", model] if model else ["--tiny", "--tiny-dir", tiny_dir]
         cmd = [sys.executable, "-m", "specrl_sglang", "serve", *which, "--port", str(port), "--mode", mode,

@@ -19,6 +19,8 @@ import socket
 import tempfile
 from pathlib import Path
 
+from specrl_sglang.sglang_workers import free_port
+
 INIT_OVERRIDE_ENV = "SGLANG_DISTRIBUTED_INIT_METHOD_OVERRIDE"
 
 
@@ -27,9 +29,7 @@ class LoopbackListeners:
 
     def __init__(self) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="specrl-dist-"))  # mode 0700: no one else can plant the file
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port("127.0.0.1")
         self.env = {
             INIT_OVERRIDE_ENV: f"file://{self._dir / 'rendezvous'}",
             "MASTER_ADDR": "127.0.0.1",

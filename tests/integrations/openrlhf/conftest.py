@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 
 import pytest
+
+from specrl_sglang.sglang_workers import free_port
 
 
 class GlooTrainer:
@@ -17,9 +18,7 @@ class GlooTrainer:
     def __init__(self, loop, actor) -> None:
         from integrations.openrlhf.weight_sync import GlooBroadcastGroup
 
-        with socket.socket() as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
+        port = free_port("")
         box = {}
         t = threading.Thread(target=lambda: box.setdefault("g", GlooBroadcastGroup("127.0.0.1", port, 0, 2)))
         t.start()

@@ -17,9 +17,9 @@ Assertions read OpenRLHF's TensorBoard log, its console log, our per-step JSONL 
 """
 
 import json
-import re
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys

@@ -1,17 +1,15 @@
 """The gloo weight path: OpenRLHF's per-parameter broadcast protocol received by engine ranks."""
 
-import socket
 import threading
 
 import torch
 
 from integrations.openrlhf.weight_sync import GlooBroadcastGroup, WeightReceiver
+from specrl_sglang.sglang_workers import free_port
 
 
 def test_gloo_group_broadcasts_like_openrlhfs_protocol():
-    with socket.socket() as s:
-        s.bind(("", 0))
-        port = s.getsockname()[1]
+    port = free_port("")
     params = [("a.weight", torch.randn(3, 4, dtype=torch.bfloat16)), ("b.bias", torch.randn(5))]
     received = {}
 

@@ -111,8 +111,6 @@ def decode_reply(r: requests.Response):
         return {"raw": r.text}
 
 
-
-
 def start_server(model_path: str | None, workdir: Path, *extra: str, token: str | None = TOKEN,
                  timeout: float = 300.0, port: int | None = None) -> ServerProc:
     """Start `python -m specrl_sglang serve` and wait until /health answers with a running engine.
